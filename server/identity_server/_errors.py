@@ -95,10 +95,10 @@ class InvalidPassword(InvalidArgument):
 
 
 class CodeMismatch(InvalidArgument):
-    """A confirmation or reset code is wrong (or the account is unknown)."""
+    """A code is wrong, expired, or for an unknown account: one answer for all."""
 
     default_reason = "CODE_MISMATCH"
-    default_message = "The code is not valid."
+    default_message = "The code is not valid or has expired."
 
 
 class CodeExpired(InvalidArgument):

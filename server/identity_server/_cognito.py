@@ -1,0 +1,492 @@
+"""CognitoGateway: the only module that calls `cognito-idp`.
+
+One boto3 client, made at start-up and reused. Every `ClientError` becomes a
+domain error from `_errors`; nothing botocore-shaped (and no botocore text)
+leaves this module. Where an answer could tell whether an account exists, the
+per-operation tables below turn it into the answer a known account gets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from identity_server import _context
+from identity_server._errors import (
+    AttemptLimitExceeded,
+    CodeExpired,
+    CodeMismatch,
+    DeadlineTooShort,
+    FieldViolation,
+    IdentityError,
+    Internal,
+    InvalidArgument,
+    InvalidCredentials,
+    InvalidPassword,
+    RateLimited,
+    RefreshTokenInvalid,
+    TokenInvalid,
+    Unavailable,
+    UserNotConfirmed,
+)
+from identity_server._logging import register_secret
+from identity_server._settings import Settings
+
+log = logging.getLogger("identity_server.cognito")
+
+# Seconds of the caller's deadline below which no Cognito call is started.
+MIN_TIME_FOR_CALL = 0.05
+# A client secret is re-read from Secrets Manager at most this often.
+SECRET_RELOAD_INTERVAL = 60.0
+
+Observer = Callable[[str, str, float], None]
+ErrorFactory = Callable[[], IdentityError]
+# `None` in a table: the error is answered as success (no enumeration).
+ErrorTable = Mapping[str, ErrorFactory | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Tokens issued by the pool. Never printed: repr hides them."""
+
+    access_token: str = field(repr=False)
+    id_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    token_type: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A sign-in step to complete before tokens are issued."""
+
+    name: str
+    session: str = field(repr=False)
+    parameters: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """The caller's attributes, from GetUser."""
+
+    username: str
+    attributes: Mapping[str, str]
+    mfa_methods: tuple[str, ...]
+
+
+class ClientSecret:
+    """The app client secret, read from Secrets Manager, re-read on rotation."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], str],
+        *,
+        min_interval: float = SECRET_RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._min_interval = min_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value = fetch()
+        self._loaded_at = clock()
+
+    @classmethod
+    def from_secrets_manager(cls, client: Any, secret_id: str) -> ClientSecret:
+        """A secret stored as a plain string or as JSON `{"client_secret": ...}`."""
+
+        def fetch() -> str:
+            raw = client.get_secret_value(SecretId=secret_id)["SecretString"]
+            if raw.lstrip().startswith("{"):
+                value = json.loads(raw).get("client_secret", "")
+            else:
+                value = raw
+            if not isinstance(value, str) or not value:
+                raise ValueError("the client secret is empty or not a string")
+            register_secret(value)
+            return value
+
+        return cls(fetch)
+
+    @property
+    def value(self) -> str:
+        """The current secret."""
+        return self._value
+
+    def reload(self) -> bool:
+        """Re-read the secret unless that was done within the interval."""
+        with self._lock:
+            if self._clock() - self._loaded_at < self._min_interval:
+                return False
+            self._loaded_at = self._clock()
+            try:
+                fresh = self._fetch()
+            except Exception:  # noqa: BLE001 - any failure keeps the current secret
+                log.warning("client secret reload failed", extra={"event": "secret_reload"})
+                return False
+            changed = fresh != self._value
+            self._value = fresh
+            log.info("client secret reloaded", extra={"event": "secret_reload"})
+            return changed
+
+
+def secret_hash(secret: str, username: str, client_id: str) -> str:
+    """Cognito's SECRET_HASH: base64(HMAC-SHA256(secret, username + client_id))."""
+    digest = hmac.new(secret.encode(), (username + client_id).encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _violation(field_name: str, description: str) -> Callable[[], IdentityError]:
+    return lambda: InvalidArgument(violations=[FieldViolation(field_name, description)])
+
+
+def _weak_password(field_name: str) -> Callable[[], IdentityError]:
+    return lambda: InvalidPassword(
+        violations=[FieldViolation(field_name, "does not meet the password policy")]
+    )
+
+
+def _token_revoked() -> IdentityError:
+    return TokenInvalid(reason="TOKEN_REVOKED")
+
+
+# What each Cognito error means when no operation says otherwise.
+_DEFAULT_ERRORS: ErrorTable = {
+    "NotAuthorizedException": InvalidCredentials,
+    "UserNotFoundException": InvalidCredentials,
+    "UserNotConfirmedException": UserNotConfirmed,
+    "PasswordResetRequiredException": InvalidCredentials,
+    "CodeMismatchException": CodeMismatch,
+    "ExpiredCodeException": CodeExpired,
+    "InvalidPasswordException": _weak_password("password"),
+    "InvalidParameterException": _violation("request", "was rejected by the user pool"),
+    "TooManyRequestsException": lambda: RateLimited(retry_after=1.0),
+    "LimitExceededException": AttemptLimitExceeded,
+    "TooManyFailedAttemptsException": AttemptLimitExceeded,
+    "InternalErrorException": Unavailable,
+    "CodeDeliveryFailureException": Unavailable,
+    "ServiceUnavailable": Unavailable,
+    "ServiceUnavailableException": Unavailable,
+}
+
+_SIGN_UP: ErrorTable = {"UsernameExistsException": None}
+# A code that is wrong, expired, never issued, or for an unknown account gets
+# one answer: telling them apart would tell which accounts exist.
+_CONFIRM_SIGN_UP: ErrorTable = {
+    "UserNotFoundException": CodeMismatch,
+    "NotAuthorizedException": CodeMismatch,
+    "ExpiredCodeException": CodeMismatch,
+}
+_RESEND: ErrorTable = {
+    "UserNotFoundException": None,
+    "NotAuthorizedException": None,
+    "InvalidParameterException": None,
+}
+_FORGOT: ErrorTable = {
+    "UserNotFoundException": None,
+    "NotAuthorizedException": None,
+    "InvalidParameterException": None,
+    "UserNotConfirmedException": None,
+}
+_CONFIRM_RESET: ErrorTable = {
+    "UserNotFoundException": CodeMismatch,
+    "ExpiredCodeException": CodeMismatch,
+    "NotAuthorizedException": CodeMismatch,
+    "UserNotConfirmedException": CodeMismatch,
+    "InvalidPasswordException": _weak_password("new_password"),
+}
+_REFRESH: ErrorTable = {
+    "NotAuthorizedException": RefreshTokenInvalid,
+    "UserNotFoundException": RefreshTokenInvalid,
+}
+_WITH_ACCESS_TOKEN: ErrorTable = {
+    "NotAuthorizedException": _token_revoked,
+    "UserNotFoundException": _token_revoked,
+}
+_REVOKE: ErrorTable = {
+    "UnauthorizedException": RefreshTokenInvalid,
+    "UnsupportedTokenTypeException": RefreshTokenInvalid,
+    "InvalidParameterException": _violation("refresh_token", "is not a valid refresh token"),
+}
+
+
+class CognitoGateway:
+    """Account operations against one user pool app client."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        client_id: str,
+        secret: ClientSecret | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self._client = client
+        self._client_id = client_id
+        self._secret = secret
+        self._observe = observe
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, max_connections: int = 32, observe: Observer | None = None
+    ) -> CognitoGateway:
+        """The boto3 clients with explicit timeouts and bounded standard retries."""
+        config = Config(
+            region_name=settings.region,
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=max_connections,
+        )
+        session = boto3.session.Session()
+        client = session.client(
+            "cognito-idp", config=config, endpoint_url=settings.aws_endpoint_url
+        )
+        secret = None
+        if settings.client_secret_id:
+            secrets = session.client(
+                "secretsmanager", config=config, endpoint_url=settings.aws_endpoint_url
+            )
+            secret = ClientSecret.from_secrets_manager(secrets, settings.client_secret_id)
+        return cls(client, client_id=settings.client_id, secret=secret, observe=observe)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client (the local stack hooks its events)."""
+        return self._client
+
+    # -- account operations ----------------------------------------------
+
+    def sign_up(self, email: str, password: str, attributes: Mapping[str, str]) -> None:
+        """Register; an existing e-mail is answered as a new one."""
+        user_attributes = [{"Name": "email", "Value": email}] + [
+            {"Name": k, "Value": v} for k, v in sorted(attributes.items())
+        ]
+        self._call(
+            "sign_up",
+            _SIGN_UP,
+            lambda: self._with_hash(
+                email, Username=email, Password=password, UserAttributes=user_attributes
+            ),
+        )
+
+    def confirm_sign_up(self, email: str, code: str) -> None:
+        """Activate an account with its e-mailed code."""
+        self._call(
+            "confirm_sign_up",
+            _CONFIRM_SIGN_UP,
+            lambda: self._with_hash(email, Username=email, ConfirmationCode=code),
+        )
+
+    def resend_confirmation_code(self, email: str) -> None:
+        """Send the sign-up code again; unknown or confirmed e-mails look the same."""
+        self._call(
+            "resend_confirmation_code",
+            _RESEND,
+            lambda: self._with_hash(email, Username=email),
+        )
+
+    def sign_in(self, email: str, password: str) -> Tokens | Challenge:
+        """USER_PASSWORD_AUTH; a challenge is an answer, not an error."""
+
+        def params() -> dict[str, Any]:
+            auth = {"USERNAME": email, "PASSWORD": password}
+            if self._secret is not None:
+                auth["SECRET_HASH"] = secret_hash(self._secret.value, email, self._client_id)
+            return {
+                "ClientId": self._client_id,
+                "AuthFlow": "USER_PASSWORD_AUTH",
+                "AuthParameters": auth,
+            }
+
+        return self._auth_result(self._call("initiate_auth", {}, params), refresh_token=None)
+
+    def refresh(self, refresh_token: str, username: str) -> Tokens:
+        """REFRESH_TOKEN_AUTH; the secret hash is over the Cognito username."""
+
+        def params() -> dict[str, Any]:
+            auth = {"REFRESH_TOKEN": refresh_token}
+            if self._secret is not None:
+                auth["SECRET_HASH"] = secret_hash(self._secret.value, username, self._client_id)
+            return {
+                "ClientId": self._client_id,
+                "AuthFlow": "REFRESH_TOKEN_AUTH",
+                "AuthParameters": auth,
+            }
+
+        result = self._auth_result(self._call("initiate_auth", _REFRESH, params), refresh_token="")
+        if not isinstance(result, Tokens):
+            raise RefreshTokenInvalid()
+        return result
+
+    def forgot_password(self, email: str) -> None:
+        """Send a reset code; unknown e-mails look the same."""
+        self._call("forgot_password", _FORGOT, lambda: self._with_hash(email, Username=email))
+
+    def confirm_forgot_password(self, email: str, code: str, new_password: str) -> None:
+        """Set a new password with the reset code."""
+        self._call(
+            "confirm_forgot_password",
+            _CONFIRM_RESET,
+            lambda: self._with_hash(
+                email, Username=email, ConfirmationCode=code, Password=new_password
+            ),
+        )
+
+    def get_user(self, access_token: str) -> UserProfile:
+        """The caller's profile, with the caller's own token."""
+        response = self._call("get_user", _WITH_ACCESS_TOKEN, lambda: {"AccessToken": access_token})
+        attributes = {a["Name"]: a.get("Value", "") for a in response.get("UserAttributes", [])}
+        return UserProfile(
+            username=response.get("Username", ""),
+            attributes=attributes,
+            mfa_methods=tuple(response.get("UserMFASettingList", [])),
+        )
+
+    def global_sign_out(self, access_token: str) -> None:
+        """Invalidate every refresh token of the caller."""
+        self._call("global_sign_out", _WITH_ACCESS_TOKEN, lambda: {"AccessToken": access_token})
+
+    def revoke_token(self, refresh_token: str) -> None:
+        """Revoke one refresh token (and the tokens issued from it)."""
+
+        def params() -> dict[str, Any]:
+            values = {"Token": refresh_token, "ClientId": self._client_id}
+            if self._secret is not None:
+                values["ClientSecret"] = self._secret.value
+            return values
+
+        self._call("revoke_token", _REVOKE, params)
+
+    # -- plumbing --------------------------------------------------------
+
+    def _with_hash(self, username: str, **params: Any) -> dict[str, Any]:
+        params["ClientId"] = self._client_id
+        if self._secret is not None:
+            params["SecretHash"] = secret_hash(self._secret.value, username, self._client_id)
+        return params
+
+    def _call(
+        self, operation: str, errors: ErrorTable, params: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Call once (twice after a secret rotation); map every failure."""
+        try:
+            return self._attempt(operation, params())
+        except ClientError as exc:
+            if self._is_secret_mismatch(exc) and self._secret is not None and self._secret.reload():
+                try:
+                    return self._attempt(operation, params())
+                except ClientError as again:
+                    exc = again
+                except BotoCoreError:
+                    raise Unavailable() from None
+            if self._is_secret_mismatch(exc):
+                # Our configuration, not the caller's credentials, is wrong.
+                log.error("app client secret rejected", extra={"operation": operation})
+                raise Internal() from None
+            code = _error_code(exc)
+            table = errors if code in errors else _DEFAULT_ERRORS
+            factory = table.get(code, _unexpected(operation, code))
+            if factory is None:
+                return {}
+            raise factory() from None
+        except ParamValidationError:
+            # Input validation should have caught this: our bug, not an outage.
+            log.error("cognito request failed botocore validation", extra={"operation": operation})
+            raise Internal() from None
+        except BotoCoreError as exc:
+            log.warning(
+                "cognito unreachable",
+                extra={"operation": operation, "error": type(exc).__name__},
+            )
+            raise Unavailable() from None
+
+    def _attempt(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        remaining = _context.time_remaining()
+        if remaining is not None and remaining < MIN_TIME_FOR_CALL:
+            raise DeadlineTooShort()
+        started = time.perf_counter()
+        error = ""
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**params)
+            return response
+        except ClientError as exc:
+            error = _error_code(exc)
+            raise
+        except BotoCoreError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(operation, error, time.perf_counter() - started)
+
+    def _is_secret_mismatch(self, exc: ClientError) -> bool:
+        if _error_code(exc) != "NotAuthorizedException":
+            return False
+        message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+        return "secret hash" in message or "secrethash" in message or "secret_hash" in message
+
+    def _auth_result(
+        self, response: Mapping[str, Any], *, refresh_token: str | None
+    ) -> Tokens | Challenge:
+        result = response.get("AuthenticationResult")
+        if result:
+            access = result["AccessToken"]
+            return Tokens(
+                access_token=access,
+                id_token=result.get("IdToken", ""),
+                refresh_token=(
+                    result.get("RefreshToken", "") if refresh_token is None else refresh_token
+                ),
+                expires_in=int(result.get("ExpiresIn", 0)),
+                token_type=result.get("TokenType", "Bearer"),
+                username=_claim(access, "username"),
+            )
+        name = response.get("ChallengeName")
+        if not name:
+            log.error("cognito answered neither tokens nor a challenge")
+            raise Internal()
+        return Challenge(
+            name=name,
+            session=response.get("Session", ""),
+            parameters=dict(response.get("ChallengeParameters", {})),
+        )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _unexpected(operation: str, code: str) -> ErrorFactory:
+    def factory() -> IdentityError:
+        log.error(
+            "unexpected cognito error",
+            extra={"operation": operation, "cognito_error": code[:64]},
+        )
+        return Internal()
+
+    return factory
+
+
+def _claim(jwt: str, name: str) -> str:
+    """One claim of a token Cognito just issued to us (no verification needed)."""
+    try:
+        payload = jwt.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        value = data.get(name, "")
+    except (IndexError, ValueError):
+        return ""
+    return value if isinstance(value, str) else ""

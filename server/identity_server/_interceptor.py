@@ -1,0 +1,270 @@
+"""AuthInterceptor: access policy, bearer verification and error mapping.
+
+Policies are read once, at start-up, from the `(identity.v1.access)` option of
+each method in the proto descriptors. A method without one is refused (deny by
+default); outside `identity.v1`, only the health and reflection services pass.
+This is also the one place where domain errors become `google.rpc.Status`:
+handlers raise, they never call `context.abort` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_status import rpc_status
+from identity.v1 import access_policy_pb2
+
+from identity_server import _context
+from identity_server._context import Caller
+from identity_server._errors import (
+    AccessDenied,
+    IdentityError,
+    Internal,
+    PermissionDenied,
+    TokenInvalid,
+)
+from identity_server._validation import MAX_TOKEN
+from identity_server._verifier import TokenVerifier
+
+log = logging.getLogger("identity_server.rpc")
+
+# Services outside identity.v1 that anyone may call.
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+_REQUEST_ID = re.compile(r"[\w.-]{1,64}")
+
+RpcObserver = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Who may call one method."""
+
+    public: bool
+    any_group: frozenset[str] = frozenset()
+    any_scope: frozenset[str] = frozenset()
+
+
+def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
+    """Full method name -> policy, for every method that declares one.
+
+    A declared policy must be either public or authenticated, and group or
+    scope requirements only go with authenticated; anything else stops
+    start-up rather than guessing.
+    """
+    policies: dict[str, Policy] = {}
+    for service in services:
+        for method in service.methods:
+            options = method.GetOptions()
+            if not options.HasExtension(access_policy_pb2.access):
+                continue
+            declared = options.Extensions[access_policy_pb2.access]
+            name = f"/{service.full_name}/{method.name}"
+            if declared.public == declared.authenticated:
+                raise ValueError(
+                    f"{name}: access policy must set exactly one of public, authenticated"
+                )
+            if declared.public and (declared.any_group or declared.any_scope):
+                raise ValueError(f"{name}: a public method cannot require groups or scopes")
+            policies[name] = Policy(
+                public=declared.public,
+                any_group=frozenset(declared.any_group),
+                any_scope=frozenset(declared.any_scope),
+            )
+    return policies
+
+
+def require_any(wanted: Iterable[str], held: Iterable[str], reason: str) -> None:
+    """PERMISSION_DENIED unless `held` has at least one of a non-empty `wanted`."""
+    wanted = frozenset(wanted)
+    if wanted and wanted.isdisjoint(held):
+        raise PermissionDenied(reason=reason)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Wraps every handler once per method with policy, errors and logging."""
+
+    def __init__(
+        self,
+        policies: Mapping[str, Policy],
+        verifier: TokenVerifier,
+        *,
+        observe: RpcObserver | None = None,
+        access_log: bool = True,
+    ) -> None:
+        self._policies = dict(policies)
+        self._verifier = verifier
+        self._observe = observe
+        self._access_log = access_log
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        inner = continuation(details)
+        if inner is None:
+            return None
+        method: str = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is inner:
+            return cached[1]
+        wrapped = self._wrap(method, inner)
+        self._wrapped[method] = (inner, wrapped)
+        return wrapped
+
+    # -- per call --------------------------------------------------------
+
+    def _authorize(
+        self, method: str, policy: Policy | None, context: grpc.ServicerContext
+    ) -> Caller | None:
+        if policy is None:
+            if method.startswith(OPEN_SERVICES):
+                return None
+            raise AccessDenied()
+        if policy.public:
+            return None
+        token = _bearer(context.invocation_metadata())
+        principal = self._verifier.verify(token, "access")
+        require_any(policy.any_group, principal.groups, "GROUP_REQUIRED")
+        require_any(policy.any_scope, principal.scopes, "SCOPE_REQUIRED")
+        return Caller(principal=principal, access_token=token)
+
+    def _wrap(
+        self, method: str, inner: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        policy = self._policies.get(method)
+
+        def run(
+            call: Callable[[Any, grpc.ServicerContext], Any],
+            request: Any,
+            context: grpc.ServicerContext,
+        ) -> Any:
+            started = time.perf_counter()
+            request_id = _request_id(context)
+            failure: IdentityError | None = None
+            result: Any = None
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else time.monotonic() + remaining
+            try:
+                caller = self._authorize(method, policy, context)
+                tokens = _context.enter(deadline, caller)
+                try:
+                    result = call(request, context)
+                finally:
+                    _context.leave(tokens)
+            except IdentityError as exc:
+                failure = exc
+            except Exception:
+                log.exception("unhandled error", extra={"method": method, "request_id": request_id})
+                failure = Internal()
+                context.set_trailing_metadata((("x-request-id", request_id),))
+            self._finish(method, request_id, started, failure)
+            if failure is not None:
+                context.abort_with_status(rpc_status.to_status(failure.to_status()))
+            return result
+
+        def stream(
+            call: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+            request: Any,
+            context: grpc.ServicerContext,
+        ) -> Iterator[Any]:
+            # Authorize before the first message; map errors raised mid-stream.
+            started = time.perf_counter()
+            request_id = _request_id(context)
+            failure: IdentityError | None = None
+            try:
+                caller = self._authorize(method, policy, context)
+                tokens = _context.enter(None, caller)
+                try:
+                    yield from call(request, context)
+                finally:
+                    _context.leave(tokens)
+            except IdentityError as exc:
+                failure = exc
+            except Exception:
+                log.exception("unhandled error", extra={"method": method, "request_id": request_id})
+                failure = Internal()
+            self._finish(method, request_id, started, failure)
+            if failure is not None:
+                context.abort_with_status(rpc_status.to_status(failure.to_status()))
+
+        if inner.unary_unary is not None:
+            fuu: Any = inner.unary_unary
+            return grpc.unary_unary_rpc_method_handler(
+                lambda req, ctx: run(fuu, req, ctx),
+                request_deserializer=inner.request_deserializer,
+                response_serializer=inner.response_serializer,
+            )
+        if inner.stream_unary is not None:
+            fsu: Any = inner.stream_unary
+            return grpc.stream_unary_rpc_method_handler(
+                lambda req, ctx: run(fsu, req, ctx),
+                request_deserializer=inner.request_deserializer,
+                response_serializer=inner.response_serializer,
+            )
+        if inner.unary_stream is not None:
+            fus: Any = inner.unary_stream
+            return grpc.unary_stream_rpc_method_handler(
+                lambda req, ctx: stream(fus, req, ctx),
+                request_deserializer=inner.request_deserializer,
+                response_serializer=inner.response_serializer,
+            )
+        fss: Any = inner.stream_stream
+        return grpc.stream_stream_rpc_method_handler(
+            lambda req, ctx: stream(fss, req, ctx),
+            request_deserializer=inner.request_deserializer,
+            response_serializer=inner.response_serializer,
+        )
+
+    def _finish(
+        self, method: str, request_id: str, started: float, failure: IdentityError | None
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        code = "OK" if failure is None else failure.code.name
+        if self._observe is not None:
+            self._observe(method, code, elapsed)
+        if self._access_log:
+            log.info(
+                "rpc",
+                extra={
+                    "method": method,
+                    "code": code,
+                    "reason": "" if failure is None else failure.reason,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "request_id": request_id,
+                },
+            )
+
+
+def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                break
+            if len(token) > MAX_TOKEN:
+                raise TokenInvalid(reason="TOKEN_MALFORMED")
+            return token.strip()
+    raise TokenInvalid(reason="TOKEN_MISSING")
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex

@@ -1,0 +1,256 @@
+"""IdentityServicer: thin handlers.
+
+Each handler validates its request, calls the gateway or the verifier, and maps
+the result to protobuf. Errors are raised as domain errors; the interceptor
+turns them into statuses. Answers that could reveal whether an account exists
+are built from the request alone, so known and unknown e-mails look the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+from identity.v1 import identity_service_pb2 as pb
+from identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+from identity_server import _validation as check
+from identity_server._cognito import Challenge, CognitoGateway, Tokens
+from identity_server._context import current_caller
+from identity_server._errors import (
+    FieldViolation,
+    IdentityError,
+    InvalidArgument,
+    NotImplementedYet,
+)
+from identity_server._interceptor import require_any
+from identity_server._logging import mask_email
+from identity_server._verifier import TokenUse, TokenVerifier, VerifiedToken
+
+_CHALLENGES = {
+    "SOFTWARE_TOKEN_MFA": pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
+    "SMS_MFA": pb.CHALLENGE_NAME_SMS_MFA,
+    "NEW_PASSWORD_REQUIRED": pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED,
+    "MFA_SETUP": pb.CHALLENGE_NAME_MFA_SETUP,
+    "SELECT_MFA_TYPE": pb.CHALLENGE_NAME_SELECT_MFA_TYPE,
+}
+_TOKEN_USES: dict[int, TokenUse] = {
+    pb.TOKEN_USE_UNSPECIFIED: "access",
+    pb.TOKEN_USE_ACCESS: "access",
+    pb.TOKEN_USE_ID: "id",
+}
+_MAX_REQUIREMENTS = 32
+_MAX_NAME = 256
+
+
+def _delivery(email: str) -> pb.CodeDelivery:
+    """Where a code went, computed from the request only (no enumeration)."""
+    return pb.CodeDelivery(
+        destination=mask_email(email), medium=pb.DELIVERY_MEDIUM_EMAIL, attribute_name="email"
+    )
+
+
+def _tokens(tokens: Tokens) -> pb.AuthTokens:
+    return pb.AuthTokens(
+        access_token=tokens.access_token,
+        id_token=tokens.id_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        token_type=tokens.token_type,
+        username=tokens.username,
+    )
+
+
+def _challenge(challenge: Challenge) -> pb.AuthChallenge:
+    return pb.AuthChallenge(
+        name=_CHALLENGES.get(challenge.name, pb.CHALLENGE_NAME_UNSPECIFIED),
+        session=challenge.session,
+        parameters=dict(challenge.parameters),
+    )
+
+
+def _timestamp(seconds: int | None) -> timestamp_pb2.Timestamp | None:
+    return None if seconds is None else timestamp_pb2.Timestamp(seconds=seconds)
+
+
+def _names(values: Any, field: str) -> list[FieldViolation]:
+    if len(values) > _MAX_REQUIREMENTS:
+        return [FieldViolation(field, f"must have at most {_MAX_REQUIREMENTS} entries")]
+    if any(not v or len(v) > _MAX_NAME for v in values):
+        return [FieldViolation(field, "has an empty or too long entry")]
+    return []
+
+
+def principal_message(verified: VerifiedToken) -> pb.Principal:
+    """The protobuf principal of a verified token."""
+    return pb.Principal(
+        sub=verified.sub,
+        username=verified.username,
+        email=verified.email,
+        groups=verified.groups,
+        scopes=verified.scopes,
+        client_id=verified.client_id,
+        token_use=pb.TOKEN_USE_ID if verified.token_use == "id" else pb.TOKEN_USE_ACCESS,
+        issued_at=_timestamp(verified.issued_at),
+        expires_at=_timestamp(verified.expires_at),
+        auth_time=_timestamp(verified.auth_time),
+        jti=verified.jti,
+        origin_jti=verified.origin_jti,
+    )
+
+
+class IdentityServicer(pb_grpc.IdentityServiceServicer):
+    """The IdentityService RPCs."""
+
+    def __init__(
+        self,
+        gateway: CognitoGateway,
+        verifier: TokenVerifier,
+        *,
+        on_verify: Callable[[str], None] | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._verifier = verifier
+        self._on_verify = on_verify
+
+    def SignUp(self, request: pb.SignUpRequest, context: grpc.ServicerContext) -> pb.SignUpResponse:
+        check.ensure(
+            check.email(request.email),
+            check.password(request.password, new=True),
+            check.attributes(request.attributes),
+        )
+        self._gateway.sign_up(request.email, request.password, dict(request.attributes))
+        return pb.SignUpResponse(code_delivery=_delivery(request.email))
+
+    def Confirm(
+        self, request: pb.ConfirmRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmResponse:
+        check.ensure(check.email(request.email), check.code(request.code))
+        self._gateway.confirm_sign_up(request.email, request.code)
+        return pb.ConfirmResponse()
+
+    def ResendConfirmationCode(
+        self, request: pb.ResendConfirmationCodeRequest, context: grpc.ServicerContext
+    ) -> pb.ResendConfirmationCodeResponse:
+        check.ensure(check.email(request.email))
+        self._gateway.resend_confirmation_code(request.email)
+        return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
+
+    def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
+        check.ensure(check.email(request.email), check.password(request.password))
+        result = self._gateway.sign_in(request.email, request.password)
+        if isinstance(result, Tokens):
+            return pb.SignInResponse(tokens=_tokens(result))
+        return pb.SignInResponse(challenge=_challenge(result))
+
+    def RespondToChallenge(
+        self, request: pb.RespondToChallengeRequest, context: grpc.ServicerContext
+    ) -> pb.RespondToChallengeResponse:
+        raise NotImplementedYet("RespondToChallenge is not implemented yet.")
+
+    def Refresh(
+        self, request: pb.RefreshRequest, context: grpc.ServicerContext
+    ) -> pb.RefreshResponse:
+        check.ensure(
+            check.opaque(request.refresh_token, "refresh_token"),
+            check.opaque(request.username, "username", limit=_MAX_NAME),
+        )
+        tokens = self._gateway.refresh(request.refresh_token, request.username)
+        return pb.RefreshResponse(tokens=_tokens(tokens))
+
+    def ForgotPassword(
+        self, request: pb.ForgotPasswordRequest, context: grpc.ServicerContext
+    ) -> pb.ForgotPasswordResponse:
+        check.ensure(check.email(request.email))
+        self._gateway.forgot_password(request.email)
+        return pb.ForgotPasswordResponse(code_delivery=_delivery(request.email))
+
+    def ConfirmReset(
+        self, request: pb.ConfirmResetRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmResetResponse:
+        check.ensure(
+            check.email(request.email),
+            check.code(request.code),
+            check.password(request.new_password, "new_password", new=True),
+        )
+        self._gateway.confirm_forgot_password(request.email, request.code, request.new_password)
+        return pb.ConfirmResetResponse()
+
+    def VerifyToken(
+        self, request: pb.VerifyTokenRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyTokenResponse:
+        check.ensure(
+            check.opaque(request.token, "token"),
+            _names(request.required_groups, "required_groups"),
+            _names(request.required_scopes, "required_scopes"),
+        )
+        token_use = _TOKEN_USES.get(request.token_use)
+        if token_use is None:
+            raise InvalidArgument(
+                violations=[FieldViolation("token_use", "is not a known token use")]
+            )
+        try:
+            verified = self._verifier.verify(request.token, token_use)
+            require_any(request.required_groups, verified.groups, "GROUP_REQUIRED")
+            require_any(request.required_scopes, verified.scopes, "SCOPE_REQUIRED")
+        except IdentityError as exc:
+            if self._on_verify is not None:
+                self._on_verify(exc.reason)
+            raise
+        if self._on_verify is not None:
+            self._on_verify("ok")
+        claims = struct_pb2.Struct()
+        claims.update(cast(dict[str, Any], dict(verified.claims)))
+        return pb.VerifyTokenResponse(principal=principal_message(verified), claims=claims)
+
+    def GetCurrentUser(
+        self, request: pb.GetCurrentUserRequest, context: grpc.ServicerContext
+    ) -> pb.GetCurrentUserResponse:
+        caller = current_caller()
+        profile = self._gateway.get_user(caller.access_token)
+        attributes = dict(profile.attributes)
+        sub = attributes.pop("sub", caller.principal.sub)
+        email = attributes.pop("email", "")
+        verified = attributes.pop("email_verified", "false").lower() == "true"
+        return pb.GetCurrentUserResponse(
+            sub=sub,
+            username=profile.username,
+            email=email,
+            email_verified=verified,
+            groups=caller.principal.groups,
+            attributes=attributes,
+            mfa_methods=profile.mfa_methods,
+        )
+
+    def SignOut(
+        self, request: pb.SignOutRequest, context: grpc.ServicerContext
+    ) -> pb.SignOutResponse:
+        check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
+        caller = current_caller()
+        if request.refresh_token:
+            self._gateway.revoke_token(request.refresh_token)
+        else:
+            self._gateway.global_sign_out(caller.access_token)
+        return pb.SignOutResponse()
+
+    def SetUpTotp(
+        self, request: pb.SetUpTotpRequest, context: grpc.ServicerContext
+    ) -> pb.SetUpTotpResponse:
+        raise NotImplementedYet("SetUpTotp is not implemented yet.")
+
+    def ConfirmTotp(
+        self, request: pb.ConfirmTotpRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmTotpResponse:
+        raise NotImplementedYet("ConfirmTotp is not implemented yet.")
+
+    def StartFederatedSignIn(
+        self, request: pb.StartFederatedSignInRequest, context: grpc.ServicerContext
+    ) -> pb.StartFederatedSignInResponse:
+        raise NotImplementedYet("StartFederatedSignIn is not implemented yet.")
+
+    def CompleteFederatedSignIn(
+        self, request: pb.CompleteFederatedSignInRequest, context: grpc.ServicerContext
+    ) -> pb.CompleteFederatedSignInResponse:
+        raise NotImplementedYet("CompleteFederatedSignIn is not implemented yet.")

@@ -1,0 +1,144 @@
+"""Configuration: environment variables read once, in `main()`, into a frozen object."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from identity_server._jwks import validate_jwks_url
+
+_POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+_CLIENT_ID = re.compile(r"^[\w+]{1,128}$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_SECRET_ID = re.compile(r"^[\w/+=.@:-]{1,2048}$")
+
+
+class ConfigError(ValueError):
+    """A missing or malformed setting; its message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server is configured with. Holds no secret values."""
+
+    user_pool_id: str
+    region: str
+    client_id: str
+    client_secret_id: str | None
+    allowed_client_ids: frozenset[str]
+    issuer: str
+    jwks_url: str
+    aws_endpoint_url: str | None
+    listen_host: str
+    listen_port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_listen: tuple[str, int] | None = None
+    workers: int = 1
+
+    @property
+    def listen(self) -> str:
+        """The `host:port` to bind, with IPv6 hosts in brackets."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+
+def parse_host_port(value: str, variable: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port`; port 0 means any free port."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]\s]+):(\d{1,5})", value)
+    if not match:
+        raise ConfigError(f"{variable} must be host:port, got {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ConfigError(f"{variable} has a port out of range: {port}")
+    return host, port
+
+
+def _optional_path(env: Mapping[str, str], variable: str) -> Path | None:
+    value = env.get(variable, "").strip()
+    return Path(value) if value else None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    pool_id = env.get("COGNITO_USER_POOL_ID", "").strip()
+    if not pool_id:
+        raise ConfigError("COGNITO_USER_POOL_ID is required (for example eu-west-1_AbCdEf123)")
+    pool_match = _POOL_ID.fullmatch(pool_id)
+    if not pool_match:
+        raise ConfigError("COGNITO_USER_POOL_ID is malformed: expected <region>_<id>")
+    region = env.get("COGNITO_REGION", "").strip() or pool_match.group(1)
+    if not _REGION.fullmatch(region):
+        raise ConfigError("COGNITO_REGION is malformed (for example eu-west-1)")
+
+    client_id = env.get("COGNITO_CLIENT_ID", "").strip()
+    if not client_id:
+        raise ConfigError("COGNITO_CLIENT_ID is required")
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise ConfigError("COGNITO_CLIENT_ID is malformed")
+
+    secret_id = env.get("COGNITO_CLIENT_SECRET_ID", "").strip() or None
+    if secret_id is not None and not _SECRET_ID.fullmatch(secret_id):
+        raise ConfigError("COGNITO_CLIENT_SECRET_ID is malformed")
+
+    allowed = {client_id}
+    for extra in env.get("IDENTITY_ALLOWED_CLIENT_IDS", "").split(","):
+        extra = extra.strip()
+        if not extra:
+            continue
+        if not _CLIENT_ID.fullmatch(extra):
+            raise ConfigError("IDENTITY_ALLOWED_CLIENT_IDS has a malformed client id")
+        allowed.add(extra)
+
+    issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+    jwks_url = env.get("COGNITO_JWKS_URL", "").strip() or f"{issuer}/.well-known/jwks.json"
+    try:
+        jwks_url = validate_jwks_url(jwks_url)
+    except ValueError as exc:
+        raise ConfigError(f"COGNITO_JWKS_URL: {exc}") from None
+
+    host, port = parse_host_port(
+        env.get("IDENTITY_LISTEN", "").strip() or "127.0.0.1:50051", "IDENTITY_LISTEN"
+    )
+    tls_cert = _optional_path(env, "IDENTITY_TLS_CERT")
+    tls_key = _optional_path(env, "IDENTITY_TLS_KEY")
+    tls_client_ca = _optional_path(env, "IDENTITY_TLS_CLIENT_CA")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("IDENTITY_TLS_CERT and IDENTITY_TLS_KEY must be set together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise ConfigError("IDENTITY_TLS_CLIENT_CA needs IDENTITY_TLS_CERT and IDENTITY_TLS_KEY")
+
+    metrics_value = env.get("IDENTITY_METRICS_LISTEN", "").strip()
+    metrics = parse_host_port(metrics_value, "IDENTITY_METRICS_LISTEN") if metrics_value else None
+
+    workers_value = env.get("IDENTITY_WORKERS", "").strip()
+    if workers_value:
+        if not workers_value.isdigit() or not 1 <= int(workers_value) <= 64:
+            raise ConfigError("IDENTITY_WORKERS must be a whole number from 1 to 64")
+        workers = int(workers_value)
+    else:
+        workers = os.cpu_count() or 1
+
+    return Settings(
+        user_pool_id=pool_id,
+        region=region,
+        client_id=client_id,
+        client_secret_id=secret_id,
+        allowed_client_ids=frozenset(allowed),
+        issuer=issuer,
+        jwks_url=jwks_url,
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
+        listen_host=host,
+        listen_port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        metrics_listen=metrics,
+        workers=workers,
+    )

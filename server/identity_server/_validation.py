@@ -1,0 +1,123 @@
+"""Request validation, run before any Cognito call.
+
+Each check returns the violations it finds; `ensure` raises one InvalidArgument
+naming every bad field. Passwords are bounded but never trimmed or normalised.
+Descriptions are fixed text and never echo the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from identity_server._errors import FieldViolation, InvalidArgument
+
+MAX_EMAIL = 254
+MAX_PASSWORD = 256
+MIN_NEW_PASSWORD = 6
+MAX_CODE = 64
+MAX_TOKEN = 8192
+MAX_SESSION = 4096
+MAX_ATTRIBUTES = 16
+MAX_ATTRIBUTE_VALUE = 2048
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_CODE = re.compile(r"[0-9A-Za-z:_-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OPAQUE = re.compile(r"[\x21-\x7e]+")
+
+# Standard attributes a caller may set at sign-up. `email` comes from its own
+# field; `*_verified` and `sub` are the pool's to set, never the caller's.
+SIGN_UP_ATTRIBUTES = frozenset(
+    {
+        "name",
+        "given_name",
+        "family_name",
+        "middle_name",
+        "nickname",
+        "preferred_username",
+        "profile",
+        "picture",
+        "website",
+        "gender",
+        "birthdate",
+        "zoneinfo",
+        "locale",
+        "phone_number",
+        "address",
+    }
+)
+
+
+def email(value: str, field: str = "email") -> list[FieldViolation]:
+    """A syntactically valid address of at most 254 characters."""
+    if not value:
+        return [FieldViolation(field, "is required")]
+    if len(value) > MAX_EMAIL:
+        return [FieldViolation(field, f"must be at most {MAX_EMAIL} characters")]
+    local = value.partition("@")[0]
+    if not _EMAIL.fullmatch(value) or len(local) > 64:
+        return [FieldViolation(field, "is not a valid e-mail address")]
+    return []
+
+
+def password(value: str, field: str = "password", *, new: bool = False) -> list[FieldViolation]:
+    """Bounded length; a new password may not start or end with white space."""
+    if not value:
+        return [FieldViolation(field, "is required")]
+    if len(value) > MAX_PASSWORD:
+        return [FieldViolation(field, f"must be at most {MAX_PASSWORD} characters")]
+    if new:
+        if len(value) < MIN_NEW_PASSWORD:
+            return [FieldViolation(field, f"must be at least {MIN_NEW_PASSWORD} characters")]
+        if value != value.strip():
+            return [FieldViolation(field, "must not start or end with white space")]
+    return []
+
+
+def code(value: str, field: str = "code") -> list[FieldViolation]:
+    """A short code of letters, digits, ':', '_' or '-'."""
+    if not value:
+        return [FieldViolation(field, "is required")]
+    if len(value) > MAX_CODE or not _CODE.fullmatch(value):
+        return [FieldViolation(field, "is not a valid code")]
+    return []
+
+
+def opaque(
+    value: str, field: str, *, limit: int = MAX_TOKEN, required: bool = True
+) -> list[FieldViolation]:
+    """Tokens, sessions, usernames: printable ASCII, bounded."""
+    if not value:
+        return [FieldViolation(field, "is required")] if required else []
+    if len(value) > limit:
+        return [FieldViolation(field, f"must be at most {limit} characters")]
+    if not _OPAQUE.fullmatch(value):
+        return [FieldViolation(field, "has characters that are not allowed")]
+    return []
+
+
+def attributes(values: Mapping[str, str], field: str = "attributes") -> list[FieldViolation]:
+    """Only allowed standard attributes, few, bounded, without control characters."""
+    if len(values) > MAX_ATTRIBUTES:
+        return [FieldViolation(field, f"must have at most {MAX_ATTRIBUTES} entries")]
+    found: list[FieldViolation] = []
+    for name in sorted(values):
+        where = f"{field}[{name[:64]!r}]"
+        if name not in SIGN_UP_ATTRIBUTES:
+            found.append(FieldViolation(where, "is not an attribute that can be set"))
+        elif len(values[name]) > MAX_ATTRIBUTE_VALUE:
+            found.append(FieldViolation(where, f"must be at most {MAX_ATTRIBUTE_VALUE} characters"))
+        elif _CONTROL.search(values[name]):
+            found.append(FieldViolation(where, "has control characters"))
+    return found
+
+
+def ensure(*checks: Iterable[FieldViolation]) -> None:
+    """Raise one InvalidArgument listing every violation, if there are any."""
+    violations = [v for check in checks for v in check]
+    if violations:
+        raise InvalidArgument(violations=violations)

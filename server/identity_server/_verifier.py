@@ -1,0 +1,234 @@
+"""Cognito token rules on top of the JWS check, and the verified-token cache.
+
+`TokenVerifier.verify` runs on every request. A token passes when its JWS
+checks out (`_jws`) against the pool's key set (`_jwks`) and its claims follow
+the rules: `iss` is the issuer exactly; `exp` and `iat` (and `nbf` when
+present) are integers, with `exp` not passed and `iat`/`nbf` not in the future
+beyond the leeway; the lifetime `exp - iat` is positive and at most
+`max_lifetime`; `token_use` is the expected one; an access token's `client_id`
+or an id token's single-string `aud` is an allowed client; `sub` is a
+non-empty string; and the principal's optional claims have the right types.
+
+Verified tokens are cached by their exact text, at most `cache_size` of them
+(the oldest insertion goes first), each until its own `exp` and never longer;
+the cache is emptied whenever the key set's generation changes. A hit costs a
+dict lookup and a clock read; the expected `token_use` is still checked on it.
+Failures are never cached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from ._errors import TokenInvalid, Unavailable
+from ._jwks import JwksCache
+from ._jws import TOKEN_MALFORMED, decode_verified
+
+TokenUse = Literal["access", "id"]
+
+TOKEN_ISSUER_INVALID: Final = "TOKEN_ISSUER_INVALID"
+TOKEN_EXPIRED: Final = "TOKEN_EXPIRED"
+TOKEN_NOT_YET_VALID: Final = "TOKEN_NOT_YET_VALID"
+TOKEN_LIFETIME_INVALID: Final = "TOKEN_LIFETIME_INVALID"
+TOKEN_USE_MISMATCH: Final = "TOKEN_USE_MISMATCH"
+TOKEN_CLIENT_INVALID: Final = "TOKEN_CLIENT_INVALID"
+KEYS_UNAVAILABLE: Final = "KEYS_UNAVAILABLE"
+
+_TOKEN_USES: Final = ("access", "id")
+_CLIENT_CLAIM: Final = {"access": "client_id", "id": "aud"}
+_USERNAME_CLAIM: Final = {"access": "username", "id": "cognito:username"}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """The principal of a verified token; its repr leaves out personal data."""
+
+    sub: str
+    username: str = field(repr=False)
+    email: str = field(repr=False)
+    groups: tuple[str, ...]
+    scopes: tuple[str, ...]
+    client_id: str
+    token_use: TokenUse
+    issued_at: int
+    expires_at: int
+    auth_time: int | None
+    jti: str
+    origin_jti: str
+    claims: Mapping[str, object] = field(repr=False, compare=False)
+
+
+def _int_claim(claims: dict[str, object], name: str) -> int:
+    """A required integer claim (not bool, float or string)."""
+    value = claims.get(name)
+    if type(value) is not int:
+        raise TokenInvalid(reason=TOKEN_MALFORMED)
+    return value
+
+
+def _optional_int(claims: dict[str, object], name: str) -> int | None:
+    """An integer claim that may be absent (but not null or another type)."""
+    return _int_claim(claims, name) if name in claims else None
+
+
+def _optional_str(claims: dict[str, object], name: str) -> str:
+    """A string claim that may be absent ("" then)."""
+    value = claims.get(name, "")
+    if not isinstance(value, str):
+        raise TokenInvalid(reason=TOKEN_MALFORMED)
+    return value
+
+
+def _groups(claims: dict[str, object]) -> tuple[str, ...]:
+    """`cognito:groups`: absent, or a list of strings."""
+    value = claims.get("cognito:groups", [])
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise TokenInvalid(reason=TOKEN_MALFORMED)
+    return tuple(value)
+
+
+def _subject(claims: dict[str, object]) -> str:
+    """`sub`, a non-empty string."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise TokenInvalid(reason=TOKEN_MALFORMED)
+    return sub
+
+
+def _principal(
+    claims: dict[str, object], token_use: TokenUse, client_id: str, issued_at: int, expires_at: int
+) -> VerifiedToken:
+    """Build the principal of a token whose checks have all passed."""
+    is_access = token_use == "access"
+    return VerifiedToken(
+        sub=_subject(claims),
+        username=_optional_str(claims, _USERNAME_CLAIM[token_use]),
+        email="" if is_access else _optional_str(claims, "email"),
+        groups=_groups(claims),
+        scopes=tuple(_optional_str(claims, "scope").split()) if is_access else (),
+        client_id=client_id,
+        token_use=token_use,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        auth_time=_optional_int(claims, "auth_time"),
+        jti=_optional_str(claims, "jti"),
+        origin_jti=_optional_str(claims, "origin_jti"),
+        claims=MappingProxyType(claims),
+    )
+
+
+class TokenVerifier:
+    """Verifies Cognito access and id tokens locally, with a verified-token cache."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_ids: Collection[str],
+        keys: JwksCache,
+        leeway: int = 30,
+        max_lifetime: int = 86400,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not issuer or not client_ids:
+            raise ValueError("an issuer and at least one client id are required")
+        if leeway < 0 or max_lifetime <= 0 or cache_size < 0:
+            raise ValueError("leeway and cache_size must not be negative, max_lifetime positive")
+        self._issuer = issuer
+        self._client_ids = frozenset(client_ids)
+        self._keys = keys
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._cache_size = cache_size
+        self._clock = clock
+        self._cache: dict[str, VerifiedToken] = {}
+        self._cache_generation = keys.generation
+        self._cache_lock = threading.Lock()
+
+    @property
+    def keys(self) -> JwksCache:
+        """The key-set cache this verifier uses."""
+        return self._keys
+
+    def verify(self, token: str, token_use: TokenUse = "access") -> VerifiedToken:
+        """The principal of a valid token, or TokenInvalid / Unavailable."""
+        generation = self._keys.generation
+        if generation != self._cache_generation:
+            self._reset_cache(generation)
+        hit = self._cache.get(token)
+        if hit is not None:
+            if self._clock() < hit.expires_at:
+                if hit.token_use != token_use:
+                    raise TokenInvalid(reason=TOKEN_USE_MISMATCH)
+                return hit
+            self._forget(token)
+        verified = self._verify_uncached(token, token_use)
+        self._remember(token, verified, generation)
+        return verified
+
+    def _key_for(self, kid: str) -> RSAPublicKey | None:
+        """Key lookup for the JWS check; Unavailable while no set is loaded."""
+        key = self._keys.get(kid)
+        if key is None and not self._keys.ready:
+            raise Unavailable(reason=KEYS_UNAVAILABLE)
+        return key
+
+    def _verify_uncached(self, token: str, token_use: TokenUse) -> VerifiedToken:
+        """The full check: signature, then every claim rule."""
+        if token_use not in _TOKEN_USES:
+            raise ValueError("token_use must be 'access' or 'id'")
+        _, claims = decode_verified(token, self._key_for)
+        if claims.get("iss") != self._issuer:
+            raise TokenInvalid(reason=TOKEN_ISSUER_INVALID)
+        issued_at, expires_at = self._check_times(claims)
+        if claims.get("token_use") != token_use:
+            raise TokenInvalid(reason=TOKEN_USE_MISMATCH)
+        client_id = claims.get(_CLIENT_CLAIM[token_use])
+        if not isinstance(client_id, str) or client_id not in self._client_ids:
+            raise TokenInvalid(reason=TOKEN_CLIENT_INVALID)
+        return _principal(claims, token_use, client_id, issued_at, expires_at)
+
+    def _check_times(self, claims: dict[str, object]) -> tuple[int, int]:
+        """Check exp, iat, nbf and the lifetime; return (iat, exp)."""
+        expires_at, issued_at = _int_claim(claims, "exp"), _int_claim(claims, "iat")
+        not_before = _optional_int(claims, "nbf")
+        now = self._clock()
+        if now >= expires_at + self._leeway:
+            raise TokenInvalid(reason=TOKEN_EXPIRED)
+        if issued_at > now + self._leeway or (
+            not_before is not None and not_before > now + self._leeway
+        ):
+            raise TokenInvalid(reason=TOKEN_NOT_YET_VALID)
+        if not 0 < expires_at - issued_at <= self._max_lifetime:
+            raise TokenInvalid(reason=TOKEN_LIFETIME_INVALID)
+        return issued_at, expires_at
+
+    def _reset_cache(self, generation: int) -> None:
+        """Drop every cached token: the key set changed."""
+        with self._cache_lock:
+            self._cache = {}
+            self._cache_generation = generation
+
+    def _forget(self, token: str) -> None:
+        """Drop one cached token that has reached its exp."""
+        with self._cache_lock:
+            self._cache.pop(token, None)
+
+    def _remember(self, token: str, verified: VerifiedToken, generation: int) -> None:
+        """Cache a verified token (evicting the oldest when full) until its exp."""
+        if self._cache_size == 0 or self._clock() >= verified.expires_at:
+            return
+        with self._cache_lock:
+            if generation != self._cache_generation:
+                return
+            if token not in self._cache and len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = verified

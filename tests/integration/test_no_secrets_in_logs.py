@@ -1,0 +1,94 @@
+"""No password, code, token or full e-mail reaches the server's log output."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+from identity.v1 import identity_service_pb2 as pb
+from identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+from identity_server import _logging
+from tests.conftest import RunningServer, new_email
+
+
+def test_account_flow_leaves_no_secret_in_the_log(
+    stub: pb_grpc.IdentityServiceStub, identity_server: RunningServer
+) -> None:
+    email = new_email()
+    password = "Zebra-Quartz-4417"
+    new_password = "Yellow-Mango-8823"
+    sign_up_code = "271828"
+    start = identity_server.log.tell()
+
+    stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=sign_up_code), timeout=10)
+    tokens = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens
+    stub.Refresh(
+        pb.RefreshRequest(refresh_token=tokens.refresh_token, username=tokens.username), timeout=10
+    )
+    stub.VerifyToken(pb.VerifyTokenRequest(token=tokens.access_token), timeout=10)
+    stub.ForgotPassword(pb.ForgotPasswordRequest(email=email), timeout=10)
+    reset_code = identity_server.outbox.last_code(email)
+    stub.ConfirmReset(
+        pb.ConfirmResetRequest(email=email, code=reset_code, new_password=new_password), timeout=10
+    )
+    for wrong in (password, "Wrong-Pass-000"):  # failures are logged too
+        try:
+            stub.SignIn(pb.SignInRequest(email=email, password=wrong), timeout=10)
+        except grpc.RpcError:
+            pass
+    bearer = (("authorization", f"Bearer {tokens.access_token}"),)
+    stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=bearer)
+    stub.SignOut(pb.SignOutRequest(), timeout=10, metadata=bearer)
+
+    logged = identity_server.log.getvalue()[start:]
+    lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
+    methods = {line.get("method") for line in lines}
+    assert "/identity.v1.IdentityService/ConfirmReset" in methods  # the flow was logged
+    secrets = {
+        "password": password,
+        "new password": new_password,
+        "sign-up code": sign_up_code,
+        "reset code": reset_code,
+        "access token": tokens.access_token,
+        "id token": tokens.id_token,
+        "refresh token": tokens.refresh_token,
+        "access token signature": tokens.access_token.rsplit(".", 1)[1],
+        "e-mail": email,
+    }
+    leaked = [name for name, value in secrets.items() if value in logged]
+    assert leaked == []
+
+
+def test_redaction_scrubs_secrets_from_exception_text(caplog: object) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    _logging.register_secret("registered-client-secret-value")
+    formatter = _logging.JsonFormatter()
+    try:
+        raise ValueError(
+            f"bad call password=Hunter2-Secret token {token} for ada@example.com "
+            "with registered-client-secret-value and moto-confirmation-code:123456"
+        )
+    except ValueError:
+        record = logging.LogRecord(
+            "t",
+            logging.ERROR,
+            __file__,
+            1,
+            "failed for ada@example.com",
+            None,
+            exc_info=__import__("sys").exc_info(),
+        )
+    line = formatter.format(record)
+    for value in (
+        "Hunter2-Secret",
+        token,
+        "ada@example.com",
+        "registered-client-secret-value",
+        "moto-confirmation-code:123456",
+    ):
+        assert value not in line
+    assert "a***@e***" in line
+    assert json.loads(line)["level"] == "error"

@@ -1,0 +1,154 @@
+"""The `identity-server` command: fail-fast configuration, signals, graceful drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from identity.v1 import identity_service_pb2 as pb
+from identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+from identity_server._cognito import CognitoGateway
+from identity_server._server import IdentityServer
+from identity_server._settings import load_settings
+from identity_server.local import LocalCognito
+from tests.conftest import PASSWORD, new_email, wait_serving
+
+
+def run_server(env: Mapping[str, str]) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COGNITO_", "IDENTITY_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "identity_server"],
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "mentions"),
+    [
+        ({}, "COGNITO_USER_POOL_ID is required"),
+        ({"COGNITO_USER_POOL_ID": "nope"}, "COGNITO_USER_POOL_ID is malformed"),
+        ({"COGNITO_USER_POOL_ID": "eu-west-1_abc"}, "COGNITO_CLIENT_ID is required"),
+        (
+            {
+                "COGNITO_USER_POOL_ID": "eu-west-1_abc",
+                "COGNITO_CLIENT_ID": "c1",
+                "IDENTITY_LISTEN": "x",
+            },
+            "IDENTITY_LISTEN must be host:port",
+        ),
+        (
+            {
+                "COGNITO_USER_POOL_ID": "eu-west-1_abc",
+                "COGNITO_CLIENT_ID": "c1",
+                "COGNITO_JWKS_URL": "http://keys.example.com/jwks.json",
+            },
+            "COGNITO_JWKS_URL",
+        ),
+        (
+            {
+                "COGNITO_USER_POOL_ID": "eu-west-1_abc",
+                "COGNITO_CLIENT_ID": "c1",
+                "IDENTITY_TLS_CERT": "/x",
+            },
+            "IDENTITY_TLS_CERT and IDENTITY_TLS_KEY must be set together",
+        ),
+    ],
+)
+def test_bad_configuration_stops_start_up_with_one_clear_line(
+    env: dict[str, str], mentions: str
+) -> None:
+    process = run_server(env)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert mentions in lines[0]
+
+
+def test_refuses_a_public_address_without_tls(local_cognito: LocalCognito) -> None:
+    process = run_server(local_cognito.environment("0.0.0.0:0"))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "without TLS" in stderr.strip().splitlines()[-1]
+
+
+def test_sigterm_stops_the_server_gracefully(local_cognito: LocalCognito) -> None:
+    process = run_server(local_cognito.environment("127.0.0.1:0"))
+    try:
+        assert process.stderr is not None
+        target = ""
+        for line in process.stderr:
+            entry = json.loads(line)
+            if entry.get("message") == "listening":
+                target = entry["address"]
+                break
+        assert target
+        wait_serving(target)
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.IdentityServiceStub(channel)
+            stub.SignUp(pb.SignUpRequest(email=new_email(), password=PASSWORD), timeout=10)
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=30) == 0
+        messages = [
+            json.loads(line)["message"] for line in rest.splitlines() if line.startswith("{")
+        ]
+        assert messages[-2:] == ["shutting down", "stopped"]
+    finally:
+        process.kill()
+        process.wait()
+
+
+class SlowGateway(CognitoGateway):
+    """Holds SignUp until released, to have a call in flight during shutdown."""
+
+    def __init__(self) -> None:
+        super().__init__(None, client_id="slow")
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def sign_up(self, email: str, password: str, attributes: Mapping[str, str]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+
+
+def test_stop_lets_in_flight_calls_finish_and_reports_not_serving(
+    local_cognito: LocalCognito,
+) -> None:
+    gateway = SlowGateway()
+    server = IdentityServer(load_settings(local_cognito.environment()), gateway=gateway)
+    server.start()
+    wait_serving(server.target)
+    with grpc.insecure_channel(server.target) as channel, ThreadPoolExecutor(2) as pool:
+        stub = pb_grpc.IdentityServiceStub(channel)
+        in_flight = pool.submit(
+            stub.SignUp, pb.SignUpRequest(email=new_email(), password=PASSWORD), timeout=20
+        )
+        assert gateway.entered.wait(10)
+        stopping = pool.submit(server.stop, 10)
+        deadline = time.monotonic() + 5
+        status = None
+        while time.monotonic() < deadline:
+            status = server.health.Check(health_pb2.HealthCheckRequest(), None).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            time.sleep(0.01)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert not stopping.done()
+        gateway.release.set()
+        assert in_flight.result(timeout=10).code_delivery.medium == pb.DELIVERY_MEDIUM_EMAIL
+        stopping.result(timeout=15)

@@ -1,0 +1,263 @@
+"""Cognito errors moto never produces, through botocore's Stubber, mapped as designed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import grpc
+import pytest
+from botocore.stub import Stubber
+from identity_server import _errors
+from identity_server._cognito import ClientSecret, CognitoGateway, secret_hash
+
+CLIENT_ID = "client123"
+
+
+@pytest.fixture
+def cognito() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client(
+        "cognito-idp",
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def gateway(client: Any, secret: ClientSecret | None = None) -> CognitoGateway:
+    return CognitoGateway(client, client_id=CLIENT_ID, secret=secret)
+
+
+OPERATIONS: dict[str, tuple[str, Callable[[CognitoGateway], object]]] = {
+    "sign_up": ("sign_up", lambda g: g.sign_up("a@example.com", "Pw-123456789", {})),
+    "confirm": ("confirm_sign_up", lambda g: g.confirm_sign_up("a@example.com", "123456")),
+    "resend": ("resend_confirmation_code", lambda g: g.resend_confirmation_code("a@example.com")),
+    "sign_in": ("initiate_auth", lambda g: g.sign_in("a@example.com", "Pw-123456789")),
+    "refresh": ("initiate_auth", lambda g: g.refresh("rt", "uuid-user")),
+    "forgot": ("forgot_password", lambda g: g.forgot_password("a@example.com")),
+    "reset": (
+        "confirm_forgot_password",
+        lambda g: g.confirm_forgot_password("a@example.com", "123456", "Pw-123456789"),
+    ),
+    "get_user": ("get_user", lambda g: g.get_user("access")),
+    "sign_out": ("global_sign_out", lambda g: g.global_sign_out("access")),
+    "revoke": ("revoke_token", lambda g: g.revoke_token("rt")),
+}
+
+# (operation, Cognito error code) -> (gRPC status, reason)
+EXPECTED: list[tuple[str, str, grpc.StatusCode, str]] = [
+    ("confirm", "CodeMismatchException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("confirm", "ExpiredCodeException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("reset", "CodeMismatchException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("reset", "ExpiredCodeException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("reset", "UserNotFoundException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("reset", "InvalidPasswordException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PASSWORD"),
+    ("sign_up", "InvalidPasswordException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PASSWORD"),
+    ("sign_up", "InvalidParameterException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ("sign_in", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+    ("sign_in", "UserNotFoundException", grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
+    (
+        "sign_in",
+        "UserNotConfirmedException",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "USER_NOT_CONFIRMED",
+    ),
+    (
+        "sign_in",
+        "PasswordResetRequiredException",
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CREDENTIALS",
+    ),
+    ("sign_in", "TooManyRequestsException", grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
+    (
+        "sign_in",
+        "LimitExceededException",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "ATTEMPT_LIMIT_EXCEEDED",
+    ),
+    (
+        "sign_in",
+        "TooManyFailedAttemptsException",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "ATTEMPT_LIMIT_EXCEEDED",
+    ),
+    ("sign_in", "InternalErrorException", grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+    ("forgot", "CodeDeliveryFailureException", grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+    (
+        "forgot",
+        "LimitExceededException",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "ATTEMPT_LIMIT_EXCEEDED",
+    ),
+    ("refresh", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID"),
+    ("get_user", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED"),
+    ("sign_out", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED"),
+    ("revoke", "UnauthorizedException", grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID"),
+    ("sign_in", "ResourceNotFoundException", grpc.StatusCode.INTERNAL, "INTERNAL"),
+]
+
+
+@pytest.mark.parametrize(("operation", "cognito_code", "status", "reason"), EXPECTED)
+def test_cognito_error_maps_to_status_and_reason(
+    cognito: tuple[Any, Stubber],
+    operation: str,
+    cognito_code: str,
+    status: grpc.StatusCode,
+    reason: str,
+) -> None:
+    client, stubber = cognito
+    api, run = OPERATIONS[operation]
+    secret_text = "Pool us-east-1_SECRET user a@example.com"
+    stubber.add_client_error(api, service_error_code=cognito_code, service_message=secret_text)
+
+    with pytest.raises(_errors.IdentityError) as caught:
+        run(gateway(client))
+
+    assert caught.value.code == status
+    assert caught.value.reason == reason
+    rendered = caught.value.to_status().SerializeToString()
+    assert b"us-east-1_SECRET" not in rendered
+    assert b"a@example.com" not in rendered
+
+
+def test_rate_limited_carries_retry_info(cognito: tuple[Any, Stubber]) -> None:
+    client, stubber = cognito
+    stubber.add_client_error("initiate_auth", service_error_code="TooManyRequestsException")
+    with pytest.raises(_errors.RateLimited) as caught:
+        gateway(client).sign_in("a@example.com", "Pw-123456789")
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 0
+    assert len(caught.value.to_status().details) == 2  # ErrorInfo + RetryInfo
+
+
+def test_attempt_limit_carries_no_retry_info(cognito: tuple[Any, Stubber]) -> None:
+    client, stubber = cognito
+    stubber.add_client_error("initiate_auth", service_error_code="LimitExceededException")
+    with pytest.raises(_errors.AttemptLimitExceeded) as caught:
+        gateway(client).sign_in("a@example.com", "Pw-123456789")
+    assert caught.value.retry_after is None
+    assert len(caught.value.to_status().details) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "cognito_code"),
+    [
+        ("sign_up", "UsernameExistsException"),
+        ("forgot", "UserNotFoundException"),
+        ("forgot", "InvalidParameterException"),
+        ("resend", "UserNotFoundException"),
+        ("resend", "InvalidParameterException"),
+    ],
+)
+def test_errors_that_would_reveal_an_account_are_answered_as_success(
+    cognito: tuple[Any, Stubber], operation: str, cognito_code: str
+) -> None:
+    client, stubber = cognito
+    api, run = OPERATIONS[operation]
+    stubber.add_client_error(api, service_error_code=cognito_code)
+    assert run(gateway(client)) is None
+
+
+def test_sign_in_sends_the_secret_hash_over_the_email(cognito: tuple[Any, Stubber]) -> None:
+    client, stubber = cognito
+    secret = ClientSecret(lambda: "s3cret")
+    stubber.add_response(
+        "initiate_auth",
+        {"ChallengeName": "SOFTWARE_TOKEN_MFA", "Session": "s" * 32, "ChallengeParameters": {}},
+        expected_params={
+            "ClientId": CLIENT_ID,
+            "AuthFlow": "USER_PASSWORD_AUTH",
+            "AuthParameters": {
+                "USERNAME": "a@example.com",
+                "PASSWORD": "Pw-123456789",
+                "SECRET_HASH": secret_hash("s3cret", "a@example.com", CLIENT_ID),
+            },
+        },
+    )
+    result = gateway(client, secret).sign_in("a@example.com", "Pw-123456789")
+    assert getattr(result, "name", None) == "SOFTWARE_TOKEN_MFA"
+
+
+def test_refresh_hashes_the_cognito_username_not_the_email(cognito: tuple[Any, Stubber]) -> None:
+    client, stubber = cognito
+    secret = ClientSecret(lambda: "s3cret")
+    stubber.add_response(
+        "initiate_auth",
+        {
+            "AuthenticationResult": {
+                "AccessToken": "a.b.c",
+                "IdToken": "d.e.f",
+                "ExpiresIn": 3600,
+                "TokenType": "Bearer",
+            }
+        },
+        expected_params={
+            "ClientId": CLIENT_ID,
+            "AuthFlow": "REFRESH_TOKEN_AUTH",
+            "AuthParameters": {
+                "REFRESH_TOKEN": "rt",
+                "SECRET_HASH": secret_hash("s3cret", "uuid-user", CLIENT_ID),
+            },
+        },
+    )
+    tokens = gateway(client, secret).refresh("rt", "uuid-user")
+    assert tokens.refresh_token == ""
+
+
+def test_secret_hash_mismatch_rereads_the_rotated_secret_and_retries(
+    cognito: tuple[Any, Stubber],
+) -> None:
+    client, stubber = cognito
+    values = iter(["old-secret", "new-secret"])
+    now = [0.0]
+    secret = ClientSecret(lambda: next(values), min_interval=60, clock=lambda: now[0])
+    now[0] = 61.0
+    stubber.add_client_error(
+        "forgot_password",
+        service_error_code="NotAuthorizedException",
+        service_message="Unable to verify secret hash for client client123",
+    )
+    stubber.add_response(
+        "forgot_password",
+        {},
+        expected_params={
+            "ClientId": CLIENT_ID,
+            "Username": "a@example.com",
+            "SecretHash": secret_hash("new-secret", "a@example.com", CLIENT_ID),
+        },
+    )
+    gateway(client, secret).forgot_password("a@example.com")
+    assert secret.value == "new-secret"
+
+
+def test_secret_hash_mismatch_within_the_interval_is_internal_not_a_user_error(
+    cognito: tuple[Any, Stubber],
+) -> None:
+    client, stubber = cognito
+    secret = ClientSecret(lambda: "only-secret", min_interval=60, clock=lambda: 0.0)
+    stubber.add_client_error(
+        "initiate_auth",
+        service_error_code="NotAuthorizedException",
+        service_message="Unable to verify secret hash for client client123",
+    )
+    with pytest.raises(_errors.Internal):
+        gateway(client, secret).sign_in("a@example.com", "Pw-123456789")
+
+
+def test_unreachable_cognito_is_unavailable() -> None:
+    client = boto3.client(
+        "cognito-idp",
+        region_name="eu-west-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=boto3.session.Config(
+            connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1}
+        ),
+    )
+    with pytest.raises(_errors.Unavailable):
+        gateway(client).forgot_password("a@example.com")

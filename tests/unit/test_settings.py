@@ -1,0 +1,76 @@
+"""Settings are read once into a frozen object; bad ones name themselves."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from identity_server._settings import ConfigError, load_settings
+
+BASE = {"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_CLIENT_ID": "client1"}
+
+
+def test_defaults_derive_region_issuer_and_key_set_url() -> None:
+    settings = load_settings(BASE)
+    assert settings.region == "eu-west-1"
+    assert settings.issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+    assert settings.jwks_url == settings.issuer + "/.well-known/jwks.json"
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 50051)
+    assert settings.allowed_client_ids == frozenset({"client1"})
+    assert settings.client_secret_id is None
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings(BASE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.client_id = "other"  # type: ignore[misc]
+
+
+def test_region_override_and_extra_clients_and_tls() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "COGNITO_REGION": "us-west-2",
+            "IDENTITY_ALLOWED_CLIENT_IDS": "c2, c3,,",
+            "IDENTITY_LISTEN": "[::1]:6000",
+            "IDENTITY_TLS_CERT": "/tls/cert.pem",
+            "IDENTITY_TLS_KEY": "/tls/key.pem",
+            "IDENTITY_WORKERS": "3",
+        }
+    )
+    assert settings.region == "us-west-2"
+    assert settings.allowed_client_ids == frozenset({"client1", "c2", "c3"})
+    assert settings.listen == "[::1]:6000"
+    assert settings.tls_cert == Path("/tls/cert.pem")
+    assert settings.workers == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"COGNITO_CLIENT_ID": "c"}, "COGNITO_USER_POOL_ID"),
+        ({**BASE, "COGNITO_CLIENT_ID": "bad id!"}, "COGNITO_CLIENT_ID"),
+        ({**BASE, "COGNITO_REGION": "Mars"}, "COGNITO_REGION"),
+        ({**BASE, "IDENTITY_ALLOWED_CLIENT_IDS": "ok,not ok"}, "IDENTITY_ALLOWED_CLIENT_IDS"),
+        ({**BASE, "IDENTITY_LISTEN": "127.0.0.1:70000"}, "IDENTITY_LISTEN"),
+        ({**BASE, "IDENTITY_WORKERS": "0"}, "IDENTITY_WORKERS"),
+        ({**BASE, "IDENTITY_METRICS_LISTEN": "nope"}, "IDENTITY_METRICS_LISTEN"),
+        ({**BASE, "COGNITO_JWKS_URL": "http://10.0.0.1/jwks.json"}, "COGNITO_JWKS_URL"),
+        ({**BASE, "IDENTITY_TLS_CLIENT_CA": "/ca.pem"}, "IDENTITY_TLS_CLIENT_CA"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert variable in message
+    assert "\n" not in message
+
+
+def test_plain_http_key_set_is_allowed_on_loopback_only() -> None:
+    settings = load_settings(
+        {**BASE, "COGNITO_JWKS_URL": "http://127.0.0.1:5000/p/.well-known/jwks.json"}
+    )
+    assert settings.jwks_url.startswith("http://127.0.0.1:5000/")
