@@ -13,15 +13,24 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ParamValidationError,
+)
 
 from identity_server import _context
 from identity_server._errors import (
@@ -50,6 +59,14 @@ log = logging.getLogger("identity_server.cognito")
 MIN_TIME_FOR_CALL = 0.05
 # A client secret is re-read from Secrets Manager at most this often.
 SECRET_RELOAD_INTERVAL = 60.0
+# The gateway's own retries (botocore's are off: its standard mode would also
+# retry LimitExceededException, which must never be retried). Only failures
+# where Cognito certainly did nothing are retried: throttling, and requests
+# that never reached it.
+MAX_ATTEMPTS = 3
+BACKOFF_BASE = 0.1
+_RETRIED_CODES = frozenset({"TooManyRequestsException"})
+_NEVER_SENT = (EndpointConnectionError, ConnectTimeoutError)
 
 Observer = Callable[[str, str, float], None]
 ErrorFactory = Callable[[], IdentityError]
@@ -233,11 +250,17 @@ class CognitoGateway:
         client_id: str,
         secret: ClientSecret | None = None,
         observe: Observer | None = None,
+        max_connections: int = 32,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._client_id = client_id
         self._secret = secret
         self._observe = observe
+        self._sleep = sleep
+        # Calls made under a caller's deadline run here, so the handler stops
+        # waiting when the deadline does (botocore has no per-call timeout).
+        self._io = ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="cognito")
 
     @classmethod
     def from_settings(
@@ -246,9 +269,9 @@ class CognitoGateway:
         """The boto3 clients with explicit timeouts and bounded standard retries."""
         config = Config(
             region_name=settings.region,
-            connect_timeout=2,
-            read_timeout=5,
-            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=1,
+            read_timeout=4,
+            retries={"mode": "standard", "max_attempts": 1},
             max_pool_connections=max_connections,
         )
         session = boto3.session.Session()
@@ -261,7 +284,13 @@ class CognitoGateway:
                 "secretsmanager", config=config, endpoint_url=settings.aws_endpoint_url
             )
             secret = ClientSecret.from_secrets_manager(secrets, settings.client_secret_id)
-        return cls(client, client_id=settings.client_id, secret=secret, observe=observe)
+        return cls(
+            client,
+            client_id=settings.client_id,
+            secret=secret,
+            observe=observe,
+            max_connections=max_connections,
+        )
 
     @property
     def client(self) -> Any:
@@ -382,17 +411,15 @@ class CognitoGateway:
     def _call(
         self, operation: str, errors: ErrorTable, params: Callable[[], dict[str, Any]]
     ) -> dict[str, Any]:
-        """Call once (twice after a secret rotation); map every failure."""
+        """Call with retries (and once more after a secret rotation); map every failure."""
         try:
-            return self._attempt(operation, params())
+            try:
+                return self._with_retries(operation, params)
+            except ClientError as exc:
+                if not (self._is_secret_mismatch(exc) and self._secret and self._secret.reload()):
+                    raise
+                return self._with_retries(operation, params)
         except ClientError as exc:
-            if self._is_secret_mismatch(exc) and self._secret is not None and self._secret.reload():
-                try:
-                    return self._attempt(operation, params())
-                except ClientError as again:
-                    exc = again
-                except BotoCoreError:
-                    raise Unavailable() from None
             if self._is_secret_mismatch(exc):
                 # Our configuration, not the caller's credentials, is wrong.
                 log.error("app client secret rejected", extra={"operation": operation})
@@ -414,14 +441,44 @@ class CognitoGateway:
             )
             raise Unavailable() from None
 
+    def _with_retries(self, operation: str, params: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Retry throttling and never-sent requests, with full-jitter back-off."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._attempt(operation, params())
+            except ClientError as exc:
+                if _error_code(exc) not in _RETRIED_CODES or attempt == MAX_ATTEMPTS:
+                    raise
+            except _NEVER_SENT:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+            delay = random.uniform(0, BACKOFF_BASE * 2 ** (attempt - 1))
+            remaining = _context.time_remaining()
+            if remaining is not None and remaining - delay < MIN_TIME_FOR_CALL:
+                raise DeadlineTooShort()
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _attempt(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         remaining = _context.time_remaining()
         if remaining is not None and remaining < MIN_TIME_FOR_CALL:
             raise DeadlineTooShort()
+        method = getattr(self._client, operation)
         started = time.perf_counter()
         error = ""
         try:
-            response: dict[str, Any] = getattr(self._client, operation)(**params)
+            if remaining is None:
+                response: dict[str, Any] = method(**params)
+                return response
+            future = self._io.submit(method, **params)
+            try:
+                response = future.result(timeout=remaining - MIN_TIME_FOR_CALL / 2)
+            except FutureTimeout:
+                error = "CallerDeadline"
+                log.warning(
+                    "cognito call outlived the caller's deadline", extra={"operation": operation}
+                )
+                raise DeadlineTooShort() from None
             return response
         except ClientError as exc:
             error = _error_code(exc)

@@ -49,6 +49,7 @@ class IdentityServer:
         metrics: Metrics | None = None,
         access_log: bool = True,
         reuse_port: bool = False,
+        serve_metrics: bool = True,
     ) -> None:
         tls = (
             TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -63,6 +64,7 @@ class IdentityServer:
             issuer=settings.issuer,
             client_ids=settings.allowed_client_ids,
             keys=self.keys,
+            cache_size=settings.verify_cache_size,
         )
         self.gateway = gateway or CognitoGateway.from_settings(
             settings, max_connections=THREADS, observe=self.metrics.observe_cognito
@@ -99,6 +101,7 @@ class IdentityServer:
         if self.port == 0:
             raise OSError(f"could not listen on {settings.listen}")
         self._stopped = threading.Event()
+        self._serve_metrics = serve_metrics
 
     @property
     def target(self) -> str:
@@ -111,7 +114,7 @@ class IdentityServer:
     def start(self) -> None:
         """Serve; health turns SERVING as soon as the key set is loaded."""
         self.server.start()
-        if self.settings.metrics_listen is not None:
+        if self.settings.metrics_listen is not None and self._serve_metrics:
             host, port = self.metrics.serve(*self.settings.metrics_listen)
             log.info("metrics listening", extra={"address": f"{host}:{port}"})
         self.keys.start()

@@ -39,6 +39,7 @@ class Settings:
     tls_client_ca: Path | None = None
     metrics_listen: tuple[str, int] | None = None
     workers: int = 1
+    verify_cache_size: int = 10_000
 
     @property
     def listen(self) -> str:
@@ -125,6 +126,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     else:
         workers = os.cpu_count() or 1
 
+    cache_value = env.get("IDENTITY_VERIFY_CACHE_SIZE", "").strip() or "10000"
+    if not cache_value.isdigit() or int(cache_value) > 10_000_000:
+        raise ConfigError("IDENTITY_VERIFY_CACHE_SIZE must be a whole number from 0 to 10000000")
+    if workers > 1 and port == 0:
+        raise ConfigError("IDENTITY_LISTEN needs a fixed port when IDENTITY_WORKERS is above 1")
+
     return Settings(
         user_pool_id=pool_id,
         region=region,
@@ -141,4 +148,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls_client_ca=tls_client_ca,
         metrics_listen=metrics,
         workers=workers,
+        verify_cache_size=int(cache_value),
     )

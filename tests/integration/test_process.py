@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -152,3 +153,38 @@ def test_stop_lets_in_flight_calls_finish_and_reports_not_serving(
         gateway.release.set()
         assert in_flight.result(timeout=10).code_delivery.medium == pb.DELIVERY_MEDIUM_EMAIL
         stopping.result(timeout=15)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -> None:
+    port = free_port()
+    env = {**local_cognito.environment(f"127.0.0.1:{port}"), "IDENTITY_WORKERS": "2"}
+    process = run_server(env)
+    try:
+        assert process.stderr is not None
+        listening: set[int] = set()
+        for line in process.stderr:
+            entry = json.loads(line)
+            if entry.get("message") == "listening":
+                listening.add(entry["pid"])
+            if len(listening) == 2:
+                break
+        assert process.pid not in listening  # the parent only supervises
+        wait_serving(f"127.0.0.1:{port}")
+        for _ in range(4):  # separate connections may land on either worker
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.IdentityServiceStub(channel)
+                stub.SignUp(pb.SignUpRequest(email=new_email(), password=PASSWORD), timeout=10)
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        assert process.wait(timeout=40) == 0
+        stopped = [json.loads(l) for l in rest.splitlines() if '"stopped"' in l]
+        assert {e["pid"] for e in stopped} >= listening
+    finally:
+        process.kill()
+        process.wait()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +13,14 @@ import grpc
 import pytest
 from botocore.stub import Stubber
 from identity_server import _errors
-from identity_server._cognito import ClientSecret, CognitoGateway, secret_hash
+from identity_server import _context
+from identity_server._cognito import (
+    BACKOFF_BASE,
+    MAX_ATTEMPTS,
+    ClientSecret,
+    CognitoGateway,
+    secret_hash,
+)
 
 CLIENT_ID = "client123"
 
@@ -28,8 +38,11 @@ def cognito() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
-def gateway(client: Any, secret: ClientSecret | None = None) -> CognitoGateway:
-    return CognitoGateway(client, client_id=CLIENT_ID, secret=secret)
+def gateway(
+    client: Any, secret: ClientSecret | None = None, sleeps: list[float] | None = None
+) -> CognitoGateway:
+    record = sleeps if sleeps is not None else []
+    return CognitoGateway(client, client_id=CLIENT_ID, secret=secret, sleep=record.append)
 
 
 OPERATIONS: dict[str, tuple[str, Callable[[CognitoGateway], object]]] = {
@@ -112,7 +125,8 @@ def test_cognito_error_maps_to_status_and_reason(
     client, stubber = cognito
     api, run = OPERATIONS[operation]
     secret_text = "Pool us-east-1_SECRET user a@example.com"
-    stubber.add_client_error(api, service_error_code=cognito_code, service_message=secret_text)
+    for _ in range(MAX_ATTEMPTS if cognito_code == "TooManyRequestsException" else 1):
+        stubber.add_client_error(api, service_error_code=cognito_code, service_message=secret_text)
 
     with pytest.raises(_errors.IdentityError) as caught:
         run(gateway(client))
@@ -124,21 +138,40 @@ def test_cognito_error_maps_to_status_and_reason(
     assert b"a@example.com" not in rendered
 
 
-def test_rate_limited_carries_retry_info(cognito: tuple[Any, Stubber]) -> None:
+def test_rate_limited_after_the_gateways_own_retries_carries_retry_info(
+    cognito: tuple[Any, Stubber],
+) -> None:
     client, stubber = cognito
-    stubber.add_client_error("initiate_auth", service_error_code="TooManyRequestsException")
+    for _ in range(MAX_ATTEMPTS):
+        stubber.add_client_error("initiate_auth", service_error_code="TooManyRequestsException")
+    sleeps: list[float] = []
     with pytest.raises(_errors.RateLimited) as caught:
-        gateway(client).sign_in("a@example.com", "Pw-123456789")
+        gateway(client, sleeps=sleeps).sign_in("a@example.com", "Pw-123456789")
+    assert len(sleeps) == MAX_ATTEMPTS - 1  # backed off between attempts
+    assert all(0 <= s <= BACKOFF_BASE * 2**i for i, s in enumerate(sleeps))
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
     assert len(caught.value.to_status().details) == 2  # ErrorInfo + RetryInfo
 
 
-def test_attempt_limit_carries_no_retry_info(cognito: tuple[Any, Stubber]) -> None:
+def test_throttling_is_retried_then_succeeds(cognito: tuple[Any, Stubber]) -> None:
+    client, stubber = cognito
+    stubber.add_client_error("forgot_password", service_error_code="TooManyRequestsException")
+    stubber.add_response("forgot_password", {})
+    sleeps: list[float] = []
+    gateway(client, sleeps=sleeps).forgot_password("a@example.com")
+    assert len(sleeps) == 1
+
+
+def test_attempt_limit_is_never_retried_and_carries_no_retry_info(
+    cognito: tuple[Any, Stubber],
+) -> None:
     client, stubber = cognito
     stubber.add_client_error("initiate_auth", service_error_code="LimitExceededException")
+    sleeps: list[float] = []
     with pytest.raises(_errors.AttemptLimitExceeded) as caught:
-        gateway(client).sign_in("a@example.com", "Pw-123456789")
+        gateway(client, sleeps=sleeps).sign_in("a@example.com", "Pw-123456789")
+    assert sleeps == []  # a second attempt would also have found no stubbed answer
     assert caught.value.retry_after is None
     assert len(caught.value.to_status().details) == 1
 
@@ -261,3 +294,73 @@ def test_unreachable_cognito_is_unavailable() -> None:
     )
     with pytest.raises(_errors.Unavailable):
         gateway(client).forgot_password("a@example.com")
+
+
+def test_no_retry_is_started_when_the_callers_deadline_is_nearly_up(
+    cognito: tuple[Any, Stubber],
+) -> None:
+    client, stubber = cognito
+    stubber.add_client_error("initiate_auth", service_error_code="TooManyRequestsException")
+    tokens = _context.enter(time.monotonic() + 0.06, None)
+    try:
+        with pytest.raises(_errors.DeadlineTooShort):
+            gateway(client).sign_in("a@example.com", "Pw-123456789")
+    finally:
+        _context.leave(tokens)
+
+
+def test_no_call_is_started_with_too_little_time_left(cognito: tuple[Any, Stubber]) -> None:
+    client, _ = cognito
+    tokens = _context.enter(time.monotonic() + 0.01, None)
+    try:
+        with pytest.raises(_errors.DeadlineTooShort):
+            gateway(client).forgot_password("a@example.com")
+    finally:
+        _context.leave(tokens)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers (a hung Cognito)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_a_hung_cognito_is_abandoned_at_the_callers_deadline(silent_endpoint: str) -> None:
+    client = boto3.client(
+        "cognito-idp",
+        region_name="eu-west-1",
+        endpoint_url=silent_endpoint,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=boto3.session.Config(read_timeout=4, retries={"max_attempts": 1}),
+    )
+    tokens = _context.enter(time.monotonic() + 0.5, None)
+    started = time.monotonic()
+    try:
+        with pytest.raises(_errors.DeadlineTooShort):
+            gateway(client).forgot_password("a@example.com")
+    finally:
+        _context.leave(tokens)
+    # Returned at the deadline, not after botocore's 4 s read timeout.
+    assert time.monotonic() - started < 3.0

@@ -6,7 +6,7 @@ import os
 import sys
 
 from identity_server import _logging
-from identity_server.__main__ import serve
+from identity_server._run import serve
 from identity_server._settings import ConfigError, load_settings
 from identity_server.local import LIMITS, LocalCognito, Mail, Outbox
 
