@@ -84,6 +84,7 @@ class Tokens:
     expires_in: int
     token_type: str
     username: str
+    sub: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,12 @@ class CognitoGateway:
             secrets = session.client(
                 "secretsmanager", config=config, endpoint_url=settings.aws_endpoint_url
             )
-            secret = ClientSecret.from_secrets_manager(secrets, settings.client_secret_id)
+            try:
+                secret = ClientSecret.from_secrets_manager(secrets, settings.client_secret_id)
+            except (BotoCoreError, ClientError, ValueError):
+                raise ValueError(
+                    "could not read the app client secret named by COGNITO_CLIENT_SECRET_ID"
+                ) from None
         return cls(
             client,
             client_id=settings.client_id,
@@ -511,6 +517,7 @@ class CognitoGateway:
                 expires_in=int(result.get("ExpiresIn", 0)),
                 token_type=result.get("TokenType", "Bearer"),
                 username=_claim(access, "username"),
+                sub=_claim(access, "sub"),
             )
         name = response.get("ChallengeName")
         if not name:

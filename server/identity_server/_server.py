@@ -59,7 +59,7 @@ class IdentityServer:
         check_listen_security(settings.listen_host, tls)
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.keys = verifier.keys if verifier is not None else JwksCache(settings.jwks_url)
+        self.keys = verifier.keys if verifier is not None else JwksCache(settings.jwks_url, on_fetch=self.metrics.observe_jwks_fetch)
         self.verifier = verifier or TokenVerifier(
             issuer=settings.issuer,
             client_ids=settings.allowed_client_ids,
@@ -102,6 +102,7 @@ class IdentityServer:
             raise OSError(f"could not listen on {settings.listen}")
         self._stopped = threading.Event()
         self._serve_metrics = serve_metrics
+        self.metrics_address: tuple[str, int] | None = None
 
     @property
     def target(self) -> str:
@@ -116,6 +117,7 @@ class IdentityServer:
         self.server.start()
         if self.settings.metrics_listen is not None and self._serve_metrics:
             host, port = self.metrics.serve(*self.settings.metrics_listen)
+            self.metrics_address = (host, port)
             log.info("metrics listening", extra={"address": f"{host}:{port}"})
         self.keys.start()
         threading.Thread(target=self._await_keys, name="await-keys", daemon=True).start()

@@ -8,7 +8,9 @@ are built from the request alone, so known and unknown e-mails look the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import grpc
@@ -41,6 +43,7 @@ _TOKEN_USES: dict[int, TokenUse] = {
     pb.TOKEN_USE_ACCESS: "access",
     pb.TOKEN_USE_ID: "id",
 }
+audit = logging.getLogger("identity_server.audit")
 _MAX_REQUIREMENTS = 32
 _MAX_NAME = 256
 
@@ -83,6 +86,21 @@ def _names(values: Any, field: str) -> list[FieldViolation]:
     return []
 
 
+@contextmanager
+def _audited(event: str, email: str = "", sub: str = "") -> Iterator[dict[str, str]]:
+    """One audit line per account event: who (masked), what, and how it ended.
+
+    The handler may fill in `sub` once it is known (for example after sign-in).
+    """
+    entry = {"event": event, "email": mask_email(email) if email else "", "sub": sub}
+    try:
+        yield entry
+    except IdentityError as exc:
+        audit.info("account event", extra={**entry, "outcome": "failure", "reason": exc.reason})
+        raise
+    audit.info("account event", extra={**entry, "outcome": "success", "reason": ""})
+
+
 def principal_message(verified: VerifiedToken) -> pb.Principal:
     """The protobuf principal of a verified token."""
     return pb.Principal(
@@ -121,14 +139,16 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             check.password(request.password, new=True),
             check.attributes(request.attributes),
         )
-        self._gateway.sign_up(request.email, request.password, dict(request.attributes))
+        with _audited("sign_up", request.email):
+            self._gateway.sign_up(request.email, request.password, dict(request.attributes))
         return pb.SignUpResponse(code_delivery=_delivery(request.email))
 
     def Confirm(
         self, request: pb.ConfirmRequest, context: grpc.ServicerContext
     ) -> pb.ConfirmResponse:
         check.ensure(check.email(request.email), check.code(request.code))
-        self._gateway.confirm_sign_up(request.email, request.code)
+        with _audited("confirm_sign_up", request.email):
+            self._gateway.confirm_sign_up(request.email, request.code)
         return pb.ConfirmResponse()
 
     def ResendConfirmationCode(
@@ -140,7 +160,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
         check.ensure(check.email(request.email), check.password(request.password))
-        result = self._gateway.sign_in(request.email, request.password)
+        with _audited("sign_in", request.email) as entry:
+            result = self._gateway.sign_in(request.email, request.password)
+            if isinstance(result, Tokens):
+                entry["sub"] = result.sub
+            else:
+                entry["event"] = "sign_in_challenge"
         if isinstance(result, Tokens):
             return pb.SignInResponse(tokens=_tokens(result))
         return pb.SignInResponse(challenge=_challenge(result))
@@ -164,7 +189,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ForgotPasswordRequest, context: grpc.ServicerContext
     ) -> pb.ForgotPasswordResponse:
         check.ensure(check.email(request.email))
-        self._gateway.forgot_password(request.email)
+        with _audited("password_reset_request", request.email):
+            self._gateway.forgot_password(request.email)
         return pb.ForgotPasswordResponse(code_delivery=_delivery(request.email))
 
     def ConfirmReset(
@@ -175,7 +201,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             check.code(request.code),
             check.password(request.new_password, "new_password", new=True),
         )
-        self._gateway.confirm_forgot_password(request.email, request.code, request.new_password)
+        with _audited("password_reset", request.email):
+            self._gateway.confirm_forgot_password(request.email, request.code, request.new_password)
         return pb.ConfirmResetResponse()
 
     def VerifyToken(
@@ -229,10 +256,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.SignOutResponse:
         check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
         caller = current_caller()
-        if request.refresh_token:
-            self._gateway.revoke_token(request.refresh_token)
-        else:
-            self._gateway.global_sign_out(caller.access_token)
+        with _audited("sign_out", sub=caller.principal.sub):
+            if request.refresh_token:
+                self._gateway.revoke_token(request.refresh_token)
+            else:
+                self._gateway.global_sign_out(caller.access_token)
         return pb.SignOutResponse()
 
     def SetUpTotp(

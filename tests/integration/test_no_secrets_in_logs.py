@@ -92,3 +92,51 @@ def test_redaction_scrubs_secrets_from_exception_text(caplog: object) -> None:
         assert value not in line
     assert "a***@e***" in line
     assert json.loads(line)["level"] == "error"
+
+
+def test_account_events_leave_one_audit_line_each(
+    stub: pb_grpc.IdentityServiceStub, identity_server: RunningServer
+) -> None:
+    email = new_email()
+    password = "Audit-Trail-5521"
+    start = identity_server.log.tell()
+    stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
+    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    try:
+        stub.SignIn(pb.SignInRequest(email=email, password="Wrong-Pass-000"), timeout=10)
+    except grpc.RpcError:
+        pass
+    tokens = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens
+    stub.ForgotPassword(pb.ForgotPasswordRequest(email=email), timeout=10)
+    code = identity_server.outbox.last_code(email)
+    stub.ConfirmReset(
+        pb.ConfirmResetRequest(email=email, code=code, new_password="Audit-Trail-5522"), timeout=10
+    )
+    stub.SignOut(
+        pb.SignOutRequest(),
+        timeout=10,
+        metadata=(("authorization", f"Bearer {tokens.access_token}"),),
+    )
+
+    lines = [json.loads(line) for line in identity_server.log.getvalue()[start:].splitlines()]
+    events = [
+        (line["event"], line["outcome"], line["reason"])
+        for line in lines
+        if line["logger"] == "identity_server.audit"
+    ]
+    assert events == [
+        ("sign_up", "success", ""),
+        ("confirm_sign_up", "success", ""),
+        ("sign_in", "failure", "INVALID_CREDENTIALS"),
+        ("sign_in", "success", ""),
+        ("password_reset_request", "success", ""),
+        ("password_reset", "success", ""),
+        ("sign_out", "success", ""),
+    ]
+    audit = [line for line in lines if line["logger"] == "identity_server.audit"]
+    sub = stub.VerifyToken(
+        pb.VerifyTokenRequest(token=tokens.access_token), timeout=10
+    ).principal.sub
+    assert audit[3]["sub"] == sub
+    assert audit[6]["sub"] == sub
+    assert {line["email"] for line in audit[:6]} == {_logging.mask_email(email)}
