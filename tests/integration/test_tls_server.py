@@ -54,9 +54,6 @@ def test_a_client_with_a_certificate_from_the_client_ca_reaches_the_service(
         call(mtls_server.target, pki.ca.cert, pki.client)
     # The TLS handshake succeeded: the service itself answered (the token is bad).
     assert failure(caught.value).reason == "TOKEN_MALFORMED"
-        caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        or caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    )
 
 
 @pytest.mark.parametrize("who", ["no certificate", "stranger"])
