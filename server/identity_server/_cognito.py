@@ -51,6 +51,7 @@ from identity_server._errors import (
     UserNotConfirmed,
 )
 from identity_server._logging import register_secret
+from identity_server._password_policy import PasswordPolicy
 from identity_server._settings import Settings
 
 log = logging.getLogger("identity_server.cognito")
@@ -390,6 +391,19 @@ class CognitoGateway:
             attributes=attributes,
             mfa_methods=tuple(response.get("UserMFASettingList", [])),
         )
+
+    def password_policy(self, user_pool_id: str) -> PasswordPolicy | None:
+        """The pool's password policy, or None when it cannot be read (logged)."""
+        try:
+            pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            log.warning(
+                "password policy unavailable; weak sign-up passwords are left to Cognito",
+                extra={"error": code[:64]},
+            )
+            return None
+        return PasswordPolicy.from_cognito(pool.get("Policies", {}).get("PasswordPolicy", {}))
 
     def global_sign_out(self, access_token: str) -> None:
         """Invalidate every refresh token of the caller."""

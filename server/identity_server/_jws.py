@@ -87,8 +87,8 @@ def _is_canonical(segment: str) -> bool:
 
 def _decode_segment(segment: str) -> bytes:
     """Decode a segment already checked to be canonical base64url."""
-    data = segment.encode("ascii").translate(_TO_STANDARD_ALPHABET)
-    return binascii.a2b_base64(data + _PADDING[len(segment) % 4].encode("ascii"))
+    padded = (segment + _PADDING[len(segment) % 4]).encode("ascii")
+    return binascii.a2b_base64(padded.translate(_TO_STANDARD_ALPHABET))
 
 
 def b64url_decode(segment: str) -> bytes:

@@ -59,7 +59,11 @@ class IdentityServer:
         check_listen_security(settings.listen_host, tls)
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.keys = verifier.keys if verifier is not None else JwksCache(settings.jwks_url, on_fetch=self.metrics.observe_jwks_fetch)
+        self.keys = (
+            verifier.keys
+            if verifier is not None
+            else JwksCache(settings.jwks_url, on_fetch=self.metrics.observe_jwks_fetch)
+        )
         self.verifier = verifier or TokenVerifier(
             issuer=settings.issuer,
             client_ids=settings.allowed_client_ids,
@@ -87,7 +91,12 @@ class IdentityServer:
             ],
         )
         pb_grpc.add_IdentityServiceServicer_to_server(
-            IdentityServicer(self.gateway, self.verifier, on_verify=self.metrics.observe_verify),
+            IdentityServicer(
+                self.gateway,
+                self.verifier,
+                on_verify=self.metrics.observe_verify,
+                password_policy=self.gateway.password_policy(settings.user_pool_id),
+            ),
             self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -25,10 +25,12 @@ from identity_server._errors import (
     FieldViolation,
     IdentityError,
     InvalidArgument,
+    InvalidPassword,
     NotImplementedYet,
 )
 from identity_server._interceptor import require_any
 from identity_server._logging import mask_email
+from identity_server._password_policy import PasswordPolicy
 from identity_server._verifier import TokenUse, TokenVerifier, VerifiedToken
 
 _CHALLENGES = {
@@ -128,10 +130,19 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         verifier: TokenVerifier,
         *,
         on_verify: Callable[[str], None] | None = None,
+        password_policy: PasswordPolicy | None = None,
     ) -> None:
         self._gateway = gateway
         self._verifier = verifier
         self._on_verify = on_verify
+        self._policy = password_policy
+
+    def _enforce_policy(self, password: str, field: str) -> None:
+        """INVALID_PASSWORD, as Cognito would say, but before asking it."""
+        if self._policy is not None:
+            violations = self._policy.check(password, field)
+            if violations:
+                raise InvalidPassword(violations=violations)
 
     def SignUp(self, request: pb.SignUpRequest, context: grpc.ServicerContext) -> pb.SignUpResponse:
         check.ensure(
@@ -139,6 +150,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             check.password(request.password, new=True),
             check.attributes(request.attributes),
         )
+        self._enforce_policy(request.password, "password")
         with _audited("sign_up", request.email):
             self._gateway.sign_up(request.email, request.password, dict(request.attributes))
         return pb.SignUpResponse(code_delivery=_delivery(request.email))
@@ -201,6 +213,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             check.code(request.code),
             check.password(request.new_password, "new_password", new=True),
         )
+        self._enforce_policy(request.new_password, "new_password")
         with _audited("password_reset", request.email):
             self._gateway.confirm_forgot_password(request.email, request.code, request.new_password)
         return pb.ConfirmResetResponse()

@@ -100,3 +100,13 @@ def test_confirm_reset_of_an_unknown_email_fails_like_a_wrong_code(
     )
     assert wrong_code == unknown_user
     assert wrong_code.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_weak_password_fails_alike_for_existing_and_new_emails(
+    stub: Stub, known_and_unknown: tuple[str, str]
+) -> None:
+    known, unknown = known_and_unknown
+    existing = fails(stub.SignUp, pb.SignUpRequest(email=known, password="weakpassword"))
+    new = fails(stub.SignUp, pb.SignUpRequest(email=unknown, password="weakpassword"))
+    assert existing == new
+    assert existing.reason == "INVALID_PASSWORD"

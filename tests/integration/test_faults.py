@@ -131,6 +131,9 @@ class CountingSlowGateway(CognitoGateway):
         self.finished = 0
         self._lock = threading.Lock()
 
+    def password_policy(self, user_pool_id: str) -> None:
+        return None
+
     def sign_up(self, email: str, password: str, attributes: Mapping[str, str]) -> None:
         with self._lock:
             self.started += 1

@@ -122,6 +122,9 @@ class SlowGateway(CognitoGateway):
         self.entered = threading.Event()
         self.release = threading.Event()
 
+    def password_policy(self, user_pool_id: str) -> None:
+        return None
+
     def sign_up(self, email: str, password: str, attributes: Mapping[str, str]) -> None:
         self.entered.set()
         self.release.wait(10)
