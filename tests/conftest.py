@@ -8,10 +8,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._logging import JsonFormatter
@@ -48,7 +50,7 @@ def wait_serving(target: str, timeout: float = 15.0) -> None:
     """Block until the health service says SERVING."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)

@@ -20,8 +20,8 @@ from typing import Any
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_status import rpc_status
-from identity.v1 import access_policy_pb2
 
+from identity.v1 import access_policy_pb2
 from identity_server import _context
 from identity_server._context import Caller
 from identity_server._errors import (

@@ -14,9 +14,9 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._cognito import CognitoGateway
 from identity_server._interceptor import AuthInterceptor, load_policies
 from identity_server._jwks import JwksCache

@@ -15,9 +15,9 @@ from typing import Any, cast
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server import _validation as check
 from identity_server._cognito import Challenge, CognitoGateway, Tokens
 from identity_server._context import current_caller

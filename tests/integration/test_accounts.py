@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from tests.conftest import PASSWORD, RunningServer, User, new_email
 from tests.support.rpc import failure
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._interceptor import AuthInterceptor, Policy
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
@@ -266,7 +267,7 @@ def extra_server(identity_server: RunningServer) -> Iterator[str]:
 
 def test_a_method_without_a_policy_is_refused(extra_server: str, tokens: pb.AuthTokens) -> None:
     with grpc.insecure_channel(extra_server) as channel:
-        echo = channel.unary_unary("/test.Unlisted/Echo")
+        echo: Any = channel.unary_unary("/test.Unlisted/Echo")
         with pytest.raises(grpc.RpcError) as caught:
             echo(b"hi", timeout=10, metadata=bearer(tokens.access_token))
     error = failure(caught.value)
@@ -292,7 +293,7 @@ def test_streaming_methods_are_guarded_too(
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stream = channel.unary_stream("/test.S/Stream")
+            stream: Any = channel.unary_stream("/test.S/Stream")
             assert list(stream(b"x", timeout=10, metadata=bearer(tokens.access_token))) == [
                 b"x",
                 b"x",

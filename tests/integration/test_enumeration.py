@@ -6,9 +6,9 @@ import uuid
 
 import grpc
 import pytest
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from tests.conftest import PASSWORD
 from tests.support.rpc import Failure, failure
 

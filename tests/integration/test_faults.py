@@ -13,9 +13,9 @@ import boto3
 import grpc
 import pytest
 from botocore.stub import Stubber
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._cognito import MAX_ATTEMPTS, CognitoGateway
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
@@ -71,9 +71,11 @@ def test_throttled_cognito_is_retried_then_resource_exhausted_with_retry_info(
     stubber.activate()
     server = start(local_cognito.environment(), CognitoGateway(client, client_id="c"))
     try:
-        with grpc.insecure_channel(server.target) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                pb_grpc.IdentityServiceStub(channel).SignIn(SIGN_IN, timeout=10)
+        with (
+            grpc.insecure_channel(server.target) as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            pb_grpc.IdentityServiceStub(channel).SignIn(SIGN_IN, timeout=10)
     finally:
         server.stop(grace=1)
     stubber.assert_no_pending_responses()  # every attempt was made
@@ -100,18 +102,20 @@ def test_a_hung_cognito_does_not_hold_the_handler_past_the_callers_deadline(
     server = start(env)
     start_log = identity_server.log.tell()
     try:
-        with grpc.insecure_channel(server.target) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                pb_grpc.IdentityServiceStub(channel).SignIn(SIGN_IN, timeout=1)
+        with (
+            grpc.insecure_channel(server.target) as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            pb_grpc.IdentityServiceStub(channel).SignIn(SIGN_IN, timeout=1)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 5
         durations: list[float] = []
         while not durations and time.monotonic() < deadline:
             lines = identity_server.log.getvalue()[start_log:].splitlines()
             durations = [
-                json.loads(l)["duration_ms"]
-                for l in lines
-                if '"/identity.v1.IdentityService/SignIn"' in l and '"duration_ms"' in l
+                json.loads(line)["duration_ms"]
+                for line in lines
+                if '"/identity.v1.IdentityService/SignIn"' in line and '"duration_ms"' in line
             ]
             time.sleep(0.05)
     finally:
@@ -120,6 +124,13 @@ def test_a_hung_cognito_does_not_hold_the_handler_past_the_callers_deadline(
     # The handler gave up at the deadline instead of waiting out botocore's 4 s read timeout.
     assert durations
     assert durations[0] < 2500
+
+
+class NoPolicyGateway(CognitoGateway):
+    """A real gateway that skips the start-up policy read (it would wait out the hang)."""
+
+    def password_policy(self, user_pool_id: str) -> None:
+        return None
 
 
 class CountingSlowGateway(CognitoGateway):

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
 from identity_server.local import LocalCognito
@@ -56,7 +56,7 @@ def test_metrics_count_rpcs_verifications_key_fetches_and_cognito_calls(
 
     assert metered.metrics_address is not None
     host, port = metered.metrics_address
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
 
     sign_in = "/identity.v1.IdentityService/SignIn"

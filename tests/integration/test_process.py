@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._cognito import CognitoGateway
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
@@ -147,7 +148,7 @@ def test_stop_lets_in_flight_calls_finish_and_reports_not_serving(
         deadline = time.monotonic() + 5
         status = None
         while time.monotonic() < deadline:
-            status = server.health.Check(health_pb2.HealthCheckRequest(), None).status
+            status = server.health.Check(health_pb2.HealthCheckRequest(), cast(Any, None)).status
             if status == health_pb2.HealthCheckResponse.NOT_SERVING:
                 break
             time.sleep(0.01)
@@ -186,7 +187,7 @@ def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -
         process.send_signal(signal.SIGTERM)
         rest = process.stderr.read()
         assert process.wait(timeout=40) == 0
-        stopped = [json.loads(l) for l in rest.splitlines() if '"stopped"' in l]
+        stopped = [json.loads(line) for line in rest.splitlines() if '"stopped"' in line]
         assert {e["pid"] for e in stopped} >= listening
     finally:
         process.kill()

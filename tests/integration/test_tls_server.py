@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
 from identity_server.local import LocalCognito
@@ -67,9 +67,11 @@ def test_clients_without_a_trusted_certificate_are_refused(
 
 
 def test_plaintext_is_refused(mtls_server: IdentityServer) -> None:
-    with grpc.insecure_channel(mtls_server.target) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            pb_grpc.IdentityServiceStub(channel).VerifyToken(
-                pb.VerifyTokenRequest(token="x"), timeout=5
-            )
+    with (
+        grpc.insecure_channel(mtls_server.target) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        pb_grpc.IdentityServiceStub(channel).VerifyToken(
+            pb.VerifyTokenRequest(token="x"), timeout=5
+        )
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -11,9 +11,10 @@ from typing import Any
 import boto3
 import grpc
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
-from identity_server import _errors
-from identity_server import _context
+
+from identity_server import _context, _errors
 from identity_server._cognito import (
     BACKOFF_BASE,
     MAX_ATTEMPTS,
@@ -288,9 +289,7 @@ def test_unreachable_cognito_is_unavailable() -> None:
         endpoint_url="http://127.0.0.1:9",
         aws_access_key_id="x",
         aws_secret_access_key="x",
-        config=boto3.session.Config(
-            connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1}
-        ),
+        config=Config(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1}),
     )
     with pytest.raises(_errors.Unavailable):
         gateway(client).forgot_password("a@example.com")
@@ -353,7 +352,7 @@ def test_a_hung_cognito_is_abandoned_at_the_callers_deadline(silent_endpoint: st
         endpoint_url=silent_endpoint,
         aws_access_key_id="x",
         aws_secret_access_key="x",
-        config=boto3.session.Config(read_timeout=4, retries={"max_attempts": 1}),
+        config=Config(read_timeout=4, retries={"max_attempts": 1}),
     )
     tokens = _context.enter(time.monotonic() + 0.5, None)
     started = time.monotonic()

@@ -7,9 +7,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from identity_server._metrics import Metrics
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+
+from identity_server._metrics import Metrics
 
 SIGN_IN = "/identity.v1.IdentityService/SignIn"
 VERIFY = "/identity.v1.IdentityService/VerifyToken"

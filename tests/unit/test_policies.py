@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
+
 from identity.v1 import access_policy_pb2
 from identity.v1 import identity_service_pb2 as pb
-
 from identity_server._interceptor import Policy, load_policies
 
 SERVICE = pb.DESCRIPTOR.services_by_name["IdentityService"]
@@ -85,5 +85,5 @@ def test_groups_and_scopes_are_read() -> None:
     ],
 )
 def test_an_ambiguous_policy_stops_start_up(policy: access_policy_pb2.AccessPolicy) -> None:
-    with pytest.raises(ValueError, match="/t.S/M0"):
+    with pytest.raises(ValueError, match=r"/t\.S/M0"):
         load_policies(_service([policy]))  # type: ignore[arg-type]

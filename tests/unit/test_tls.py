@@ -21,13 +21,13 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from identity_server._tls import (
     TlsFiles,
     check_listen_security,
     is_loopback,
     load_server_credentials,
 )
-
 from tests.support.pki import Issued, Pki, make_pki
 
 TIMEOUT = 5.0
