@@ -56,7 +56,13 @@ fmt: $(STAMP)
 # The README's test command: lint, fresh generated code, then the tests.
 test: $(STAMP) check-proto lint pytest
 
-pytest: $(STAMP)
+# Node's @grpc/grpc-js for the cross-language client test (skipped without npm).
+NODE_DEPS := tests/node/node_modules/.package-lock.json
+$(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; \
+	else echo "npm not found: tests/client/test_node_client.py will skip"; fi
+
+pytest: $(STAMP) $(NODE_DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.

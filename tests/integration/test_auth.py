@@ -144,10 +144,16 @@ def test_required_scopes_any_of(stub: Stub, tokens: pb.AuthTokens) -> None:
     assert denied.reason == "SCOPE_REQUIRED"
 
 
-def test_an_oversized_token_is_rejected_as_bad_input(stub: Stub) -> None:
-    error = fails(stub.VerifyToken, pb.VerifyTokenRequest(token="a" * 9000))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert [f for f, _ in error.violations] == ["token"]
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [("", "TOKEN_MISSING"), ("a" * 9000, "TOKEN_TOO_LARGE"), ("a b.c.d", "TOKEN_MALFORMED")],
+)
+def test_a_missing_oversized_or_garbled_token_fails_closed(
+    stub: Stub, token: str, reason: str
+) -> None:
+    error = fails(stub.VerifyToken, pb.VerifyTokenRequest(token=token))
+    assert error.code == grpc.StatusCode.UNAUTHENTICATED
+    assert error.reason == reason
 
 
 # -- protected RPCs ------------------------------------------------------

@@ -1,0 +1,278 @@
+"""AsyncIdentityClient: the grpc.aio client, one coroutine per RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Collection, Mapping
+from types import TracebackType
+from typing import Self, cast
+
+import grpc
+from grpc import aio
+
+from identity.v1 import identity_service_pb2 as pb
+from identity.v1 import identity_service_pb2_grpc as pb_grpc
+from identity_client import _models as models
+from identity_client import _rpc as rpcs
+from identity_client._config import ClientConfig, async_channel, check_timeout
+from identity_client._errors import from_rpc_error
+from identity_client._interceptor import AsyncBearerInterceptor, bearer
+from identity_client._models import (
+    AuthChallenge,
+    AuthTokens,
+    CodeDelivery,
+    FederatedSignInStart,
+    Principal,
+    TokenUse,
+    TotpSetup,
+    User,
+)
+from identity_client._rpc import Req, Resp, Rpc
+
+
+class AsyncIdentityClient:
+    """A grpc.aio client of identity.v1.IdentityService.
+
+    Make one per event loop (per target), inside async code, and share it
+    between tasks: it holds one channel. Every call has a deadline
+    (`timeout=` seconds, or the config's `default_timeout`) that also bounds
+    its retries. Every failure raises an `IdentityError` subclass.
+
+        async with AsyncIdentityClient("127.0.0.1:50051") as c:
+            principal = await c.verify_token(token=token)
+    """
+
+    def __init__(self, target: str, config: ClientConfig | None = None) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "make an AsyncIdentityClient inside async code (its channel belongs to the "
+                "running event loop)"
+            ) from None
+        self._target = target
+        self._config = config if config is not None else ClientConfig()
+        self._channel = async_channel(target, self._config, [AsyncBearerInterceptor()])
+        self._stub = pb_grpc.IdentityServiceStub(self._channel)
+        self._rng = random.Random()  # jitter only; not for secrets
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    async def close(self) -> None:
+        """Close the channel; calls after this fail."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncIdentityClient(target={self._target!r})"
+
+    async def _call(
+        self,
+        rpc: Rpc[Req, Resp],
+        request: Req,
+        timeout: float | None,
+        access_token: str | None = None,
+    ) -> Resp:
+        """One RPC under one deadline: retried with back-off while `retry_delay` allows
+        and the wait fits in the deadline; any failure raised as an `IdentityError`."""
+        budget = self._config.default_timeout if timeout is None else check_timeout(timeout)
+        deadline = time.monotonic() + budget
+        method = cast("aio.UnaryUnaryMultiCallable[Req, Resp]", getattr(self._stub, rpc.name))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with bearer(access_token):
+                    return await method(request, timeout=max(deadline - time.monotonic(), 0.001))
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                delay = rpcs.retry_delay(self._config.retry, rpc, error, attempt, self._rng)
+                if delay is None or time.monotonic() + delay >= deadline:
+                    raise error from exc
+            await asyncio.sleep(delay)
+
+    # Accounts ---------------------------------------------------------------
+
+    async def sign_up(
+        self,
+        *,
+        email: str,
+        password: str,
+        attributes: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> CodeDelivery:
+        """Register an account; a code is e-mailed to it. Never retried.
+
+        An e-mail that is already registered gets the same answer.
+        """
+        request = pb.SignUpRequest(email=email, password=password, attributes=attributes or {})
+        return models.code_delivery(
+            (await self._call(rpcs.SIGN_UP, request, timeout)).code_delivery
+        )
+
+    async def confirm(self, *, email: str, code: str, timeout: float | None = None) -> None:
+        """Confirm a new account with the e-mailed code. Never retried."""
+        await self._call(rpcs.CONFIRM, pb.ConfirmRequest(email=email, code=code), timeout)
+
+    async def resend_confirmation_code(
+        self, *, email: str, timeout: float | None = None
+    ) -> CodeDelivery:
+        """Send the confirmation code again. Never retried."""
+        request = pb.ResendConfirmationCodeRequest(email=email)
+        response = await self._call(rpcs.RESEND_CONFIRMATION_CODE, request, timeout)
+        return models.code_delivery(response.code_delivery)
+
+    async def sign_in(
+        self, *, email: str, password: str, timeout: float | None = None
+    ) -> AuthTokens | AuthChallenge:
+        """Sign in: tokens, or a challenge to answer with `respond_to_challenge`. Never retried."""
+        request = pb.SignInRequest(email=email, password=password)
+        response = await self._call(rpcs.SIGN_IN, request, timeout)
+        return models.sign_in_result(response)
+
+    async def respond_to_challenge(
+        self,
+        *,
+        email: str,
+        challenge: AuthChallenge,
+        code: str = "",
+        new_password: str = "",
+        timeout: float | None = None,
+    ) -> AuthTokens | AuthChallenge:
+        """Answer a sign-in challenge (MFA `code`, or `new_password`). Never retried."""
+        request = pb.RespondToChallengeRequest(
+            email=email,
+            name=models.challenge_name(challenge.name),
+            session=challenge.session,
+            code=code,
+            new_password=new_password,
+        )
+        response = await self._call(rpcs.RESPOND_TO_CHALLENGE, request, timeout)
+        return models.sign_in_result(response)
+
+    async def refresh(
+        self, *, refresh_token: str, username: str, timeout: float | None = None
+    ) -> AuthTokens:
+        """New access and id tokens for a refresh token and its `AuthTokens.username`.
+
+        The result carries the refresh token it was given (Cognito issues no new
+        one), so it can replace the old `AuthTokens` as a whole.
+        """
+        request = pb.RefreshRequest(refresh_token=refresh_token, username=username)
+        tokens = models.auth_tokens((await self._call(rpcs.REFRESH, request, timeout)).tokens)
+        return models.keep_refresh_token(tokens, refresh_token, username)
+
+    async def forgot_password(self, *, email: str, timeout: float | None = None) -> CodeDelivery:
+        """Start a password reset; a code is e-mailed. Never retried."""
+        request = pb.ForgotPasswordRequest(email=email)
+        return models.code_delivery(
+            (await self._call(rpcs.FORGOT_PASSWORD, request, timeout)).code_delivery
+        )
+
+    async def confirm_reset(
+        self, *, email: str, code: str, new_password: str, timeout: float | None = None
+    ) -> None:
+        """Finish a password reset with the e-mailed code. Never retried."""
+        request = pb.ConfirmResetRequest(email=email, code=code, new_password=new_password)
+        await self._call(rpcs.CONFIRM_RESET, request, timeout)
+
+    # Tokens -----------------------------------------------------------------
+
+    async def verify_token(
+        self,
+        *,
+        token: str,
+        token_use: TokenUse = "access",
+        required_groups: Collection[str] = (),
+        required_scopes: Collection[str] = (),
+        timeout: float | None = None,
+    ) -> Principal:
+        """The principal of a valid token; raises `TokenInvalid` or `PermissionDenied`.
+
+        A non-empty `required_groups` (or `required_scopes`) needs any one of them.
+        For many calls with the same tokens, use a `TokenVerifier`, which caches.
+        """
+        request = pb.VerifyTokenRequest(
+            token=token,
+            token_use=models.token_use_value(token_use),
+            required_groups=models.names(required_groups, "required_groups"),
+            required_scopes=models.names(required_scopes, "required_scopes"),
+        )
+        return models.principal(await self._call(rpcs.VERIFY_TOKEN, request, timeout))
+
+    # The signed-in caller (bearer access token) -----------------------------
+
+    async def get_current_user(self, *, access_token: str, timeout: float | None = None) -> User:
+        """The profile of the user whose access token this is."""
+        request = pb.GetCurrentUserRequest()
+        return models.user(await self._call(rpcs.GET_CURRENT_USER, request, timeout, access_token))
+
+    async def sign_out(
+        self, *, access_token: str, refresh_token: str = "", timeout: float | None = None
+    ) -> None:
+        """Sign the user out everywhere, or revoke only `refresh_token` when given."""
+        request = pb.SignOutRequest(refresh_token=refresh_token)
+        await self._call(rpcs.SIGN_OUT, request, timeout, access_token)
+
+    async def set_up_totp(self, *, access_token: str, timeout: float | None = None) -> TotpSetup:
+        """Start TOTP set-up: the shared secret and an otpauth:// URI."""
+        request = pb.SetUpTotpRequest()
+        return models.totp_setup(await self._call(rpcs.SET_UP_TOTP, request, timeout, access_token))
+
+    async def confirm_totp(
+        self,
+        *,
+        access_token: str,
+        code: str,
+        friendly_device_name: str = "",
+        timeout: float | None = None,
+    ) -> None:
+        """Confirm TOTP set-up with a first code; TOTP becomes the preferred MFA."""
+        request = pb.ConfirmTotpRequest(code=code, friendly_device_name=friendly_device_name)
+        await self._call(rpcs.CONFIRM_TOTP, request, timeout, access_token)
+
+    # Federated sign-in ------------------------------------------------------
+
+    async def start_federated_sign_in(
+        self, *, redirect_uri: str, timeout: float | None = None
+    ) -> FederatedSignInStart:
+        """The hosted-UI URL for a Google sign-in, and the PKCE verifier, state and nonce
+        to keep until the user comes back."""
+        request = pb.StartFederatedSignInRequest(redirect_uri=redirect_uri)
+        return models.federated_start(
+            await self._call(rpcs.START_FEDERATED_SIGN_IN, request, timeout)
+        )
+
+    async def complete_federated_sign_in(
+        self,
+        *,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        nonce: str,
+        timeout: float | None = None,
+    ) -> AuthTokens:
+        """Exchange the authorization code the user came back with for tokens. Never retried."""
+        request = pb.CompleteFederatedSignInRequest(
+            code=code, code_verifier=code_verifier, redirect_uri=redirect_uri, nonce=nonce
+        )
+        response = await self._call(rpcs.COMPLETE_FEDERATED_SIGN_IN, request, timeout)
+        return models.auth_tokens(response.tokens)
