@@ -9,13 +9,14 @@ handlers raise, they never call `context.abort` themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -45,6 +46,13 @@ OPEN_SERVICES = (
 _REQUEST_ID = re.compile(r"[\w.-]{1,64}")
 
 RpcObserver = Callable[[str, str, float], None]
+# Handler fields, and whether the wrapped behaviour answers once or streams.
+_KINDS = (
+    ("unary_unary", "unary"),
+    ("stream_unary", "unary"),
+    ("unary_stream", "stream"),
+    ("stream_stream", "stream"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,33 +211,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
             if failure is not None:
                 context.abort_with_status(rpc_status.to_status(failure.to_status()))
 
-        if inner.unary_unary is not None:
-            fuu: Any = inner.unary_unary
-            return grpc.unary_unary_rpc_method_handler(
-                lambda req, ctx: run(fuu, req, ctx),
-                request_deserializer=inner.request_deserializer,
-                response_serializer=inner.response_serializer,
-            )
-        if inner.stream_unary is not None:
-            fsu: Any = inner.stream_unary
-            return grpc.stream_unary_rpc_method_handler(
-                lambda req, ctx: run(fsu, req, ctx),
-                request_deserializer=inner.request_deserializer,
-                response_serializer=inner.response_serializer,
-            )
-        if inner.unary_stream is not None:
-            fus: Any = inner.unary_stream
-            return grpc.unary_stream_rpc_method_handler(
-                lambda req, ctx: stream(fus, req, ctx),
-                request_deserializer=inner.request_deserializer,
-                response_serializer=inner.response_serializer,
-            )
-        fss: Any = inner.stream_stream
-        return grpc.stream_stream_rpc_method_handler(
-            lambda req, ctx: stream(fss, req, ctx),
-            request_deserializer=inner.request_deserializer,
-            response_serializer=inner.response_serializer,
-        )
+        # grpc's handlers are namedtuples: swap the one behaviour that is set.
+        for kind, guard in _KINDS:
+            behaviour = getattr(inner, kind)
+            if behaviour is not None:
+                wrapped: grpc.RpcMethodHandler[Any, Any] = cast(Any, inner)._replace(
+                    **{kind: functools.partial(run if guard == "unary" else stream, behaviour)}
+                )
+                return wrapped
+        raise ValueError(f"{method}: handler has no behaviour")
 
     def _finish(
         self, method: str, request_id: str, started: float, failure: IdentityError | None
