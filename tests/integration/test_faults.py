@@ -99,7 +99,7 @@ def test_a_hung_cognito_does_not_hold_the_handler_past_the_callers_deadline(
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{listener.getsockname()[1]}",
     }
     del env["COGNITO_CLIENT_SECRET_ID"]
-    server = start(env)
+    server = start(env, NoPolicyGateway.from_settings(load_settings(env)))
     start_log = identity_server.log.tell()
     try:
         with (
