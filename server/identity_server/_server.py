@@ -96,6 +96,7 @@ class IdentityServer:
                 self.verifier,
                 on_verify=self.metrics.observe_verify,
                 password_policy=self.gateway.password_policy(settings.user_pool_id),
+                response_cache_size=settings.verify_cache_size,
             ),
             self.server,
         )

@@ -1,0 +1,81 @@
+"""VerifyToken reuses a built answer only while the verifier returns the same principal."""
+
+from __future__ import annotations
+
+import types
+from typing import Any, cast
+
+import pytest
+
+from identity.v1 import identity_service_pb2 as pb
+from identity_server._errors import PermissionDenied
+from identity_server._servicer import IdentityServicer
+from identity_server._verifier import VerifiedToken
+
+
+def principal(sub: str) -> VerifiedToken:
+    claims = {"sub": sub, "token_use": "access", "exp": 2, "iat": 1}
+    return VerifiedToken(
+        sub=sub,
+        username=sub,
+        email="",
+        groups=("g",),
+        scopes=("s",),
+        client_id="c",
+        token_use="access",
+        issued_at=1,
+        expires_at=2,
+        auth_time=None,
+        jti="j",
+        origin_jti="o",
+        claims=types.MappingProxyType(claims),
+    )
+
+
+class FakeVerifier:
+    def __init__(self) -> None:
+        self.answer = principal("first")
+
+    def verify(self, token: str, token_use: str = "access") -> VerifiedToken:
+        return self.answer
+
+
+def servicer(verifier: FakeVerifier, size: int = 10) -> IdentityServicer:
+    return IdentityServicer(cast(Any, None), cast(Any, verifier), response_cache_size=size)
+
+
+def test_the_same_principal_gets_the_same_answer_object() -> None:
+    verifier = FakeVerifier()
+    handler = servicer(verifier)
+    request = pb.VerifyTokenRequest(token="t")
+    first = handler.VerifyToken(request, cast(Any, None))
+    assert handler.VerifyToken(request, cast(Any, None)) is first
+    assert first.principal.sub == "first"
+    assert first.claims["sub"] == "first"
+
+
+def test_a_new_principal_for_the_same_token_is_answered_afresh() -> None:
+    verifier = FakeVerifier()
+    handler = servicer(verifier)
+    request = pb.VerifyTokenRequest(token="t")
+    first = handler.VerifyToken(request, cast(Any, None))
+    verifier.answer = principal("second")  # e.g. the verifier's entry expired or keys changed
+    again = handler.VerifyToken(request, cast(Any, None))
+    assert again is not first
+    assert again.principal.sub == "second"
+
+
+def test_required_groups_are_checked_even_when_the_answer_is_cached() -> None:
+    handler = servicer(FakeVerifier())
+    handler.VerifyToken(pb.VerifyTokenRequest(token="t"), cast(Any, None))
+    with pytest.raises(PermissionDenied):
+        handler.VerifyToken(
+            pb.VerifyTokenRequest(token="t", required_groups=["admins"]), cast(Any, None)
+        )
+
+
+def test_the_answer_cache_is_bounded() -> None:
+    handler = servicer(FakeVerifier(), size=3)
+    for i in range(10):
+        handler.VerifyToken(pb.VerifyTokenRequest(token=f"t{i}"), cast(Any, None))
+    assert len(handler._responses) == 3
