@@ -16,16 +16,32 @@ import threading
 import time
 from typing import Any, TextIO
 
-_JWT = re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_LOCAL_CODE = re.compile(r"moto-confirmation-code:\S*")
-_KEY_VALUE = re.compile(
-    r"(?i)\b(password|new_password|code|secret|secret_hash|token|refresh_token|"
-    r"access_token|id_token|session)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+# One pass finds every kind of sensitive text; the replacement depends on which.
+_SENSITIVE = re.compile(
+    r"(?P<jwt>\beyJ[\w-]*\.[\w-]*\.[\w-]*)"
+    r"|(?P<code>moto-confirmation-code:\S*)"
+    r"|(?P<key>(?i:\b(?:password|new_password|code|secret|secret_hash|token|refresh_token|"
+    r"access_token|id_token|session))['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
 )
+# Every match above needs one of these; text without any is left alone cheaply.
+_MARKERS = ("eyJ", "@", ":", "=")
+
+
+def _replace(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    if kind == "jwt":
+        return "[token]"
+    if kind == "code":
+        return "[code]"
+    if kind == "email":
+        return mask_email(match.group(0))
+    return f"{match.group('key')}[redacted]"
+
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+_secrets_snapshot: tuple[str, ...] = ()
 
 # Attributes every LogRecord has; anything else was passed in `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -36,9 +52,11 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 def register_secret(value: str) -> None:
     """Scrub this exact value from every later log line (client secret, ...)."""
+    global _secrets_snapshot
     if len(value) >= 4:
         with _secrets_lock:
             _secrets.add(value)
+            _secrets_snapshot = tuple(_secrets)
 
 
 def mask_email(email: str) -> str:
@@ -49,22 +67,30 @@ def mask_email(email: str) -> str:
 
 def redact(text: str) -> str:
     """Remove tokens, e-mails, codes and registered secrets from free text."""
-    for secret in tuple(_secrets):
+    for secret in _secrets_snapshot:
         if secret in text:
             text = text.replace(secret, "[secret]")
-    text = _JWT.sub("[token]", text)
-    text = _LOCAL_CODE.sub("[code]", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
-    return _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    if any(marker in text for marker in _MARKERS):
+        text = _SENSITIVE.sub(_replace, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, extras, error."""
 
+    _second = -1
+    _second_text = ""
+
+    def _time(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per line
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
