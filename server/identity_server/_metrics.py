@@ -147,18 +147,33 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._verify_children: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._server: _MetricsHttpServer | None = None
         self._thread: threading.Thread | None = None
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """Count one finished RPC; `code` is the gRPC status name, e.g. "OK"."""
-        self.rpc_total.labels(method=method, code=code).inc()
-        self.rpc_seconds.labels(method=method).observe(seconds)
+        # Labelled children are looked up once per label set: `labels()` takes a
+        # lock and builds a key on every call, and this runs on every RPC.
+        key = (method, code)
+        children = self._rpc_children.get(key)
+        if children is None:
+            children = (
+                self.rpc_total.labels(method=method, code=code),
+                self.rpc_seconds.labels(method=method),
+            )
+            self._rpc_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_verify(self, outcome: str) -> None:
         """Count one token verification: "ok" or a fixed failure reason."""
-        self.verify_total.labels(outcome=outcome).inc()
+        child = self._verify_children.get(outcome)
+        if child is None:
+            child = self._verify_children[outcome] = self.verify_total.labels(outcome=outcome)
+        child.inc()
 
     def observe_jwks_fetch(self, ok: bool) -> None:
         """Count one key-set fetch."""
