@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy tests
+	$(BIN)/mypy tests bench
 	$(BIN)/hadolint Dockerfile
 
 fmt: $(STAMP)
@@ -68,6 +68,14 @@ pytest: $(STAMP) $(NODE_DEPS)
 # Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.
 run: $(STAMP)
 	$(BIN)/python -m identity_server.local
+
+# The benchmark (bench/README.md): real server, h2load (Debian's nghttp2-client)
+# and aws-jwt-verify for comparison; QUICK=1 for a short smoke run.
+bench: $(STAMP)
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null)
+	if command -v npm >/dev/null; then npm ci --prefix bench/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the aws-jwt-verify rows are skipped"; fi
+	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

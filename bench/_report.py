@@ -1,0 +1,225 @@
+"""The one table `make bench` prints, and the file it writes under bench/results/."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bench._load import LoadResult
+
+HEADER = "identity-service benchmark"
+COLUMNS = f"{'scenario':<64}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}  notes"
+
+
+@dataclass
+class Row:
+    """One table row: a load scenario (with latencies) or a rate (calls/s per core)."""
+
+    key: str
+    label: str
+    load: LoadResult | None = None
+    rate: float | None = None
+    skipped: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def calls_per_s(self) -> float:
+        """Calls per second, NaN when skipped."""
+        if self.load is not None:
+            return self.load.calls_per_s
+        return math.nan if self.rate is None else self.rate
+
+    def render(self) -> str:
+        """The formatted line."""
+        name = f"{self.key:<7}{self.label}"
+        if self.skipped:
+            return f"{name:<64}{'-':>10}{'-':>9}{'-':>9}{'-':>10}  skipped: {self.skipped}"
+        notes = list(self.notes)
+        if self.load is not None:
+            load = self.load
+            if load.errors:
+                notes.insert(0, f"{load.errors} CALLS FAILED")
+            cpu = load.server_cpu_us_per_call
+            if not math.isnan(cpu):
+                notes.insert(0, f"server CPU {cpu:,.0f} us/call")
+            if len(load.rounds) > 1:
+                notes.insert(0, f"rounds {min(load.rounds):,.0f}-{max(load.rounds):,.0f}/s")
+            notes.extend(load.notes)
+            cells = (
+                f"{load.calls_per_s:>10,.0f}{load.latency_ms(0.50):>9.2f}"
+                f"{load.latency_ms(0.99):>9.2f}{load.latency_ms(0.999):>10.2f}"
+            )
+        else:
+            cells = f"{self.calls_per_s:>10,.0f}{'-':>9}{'-':>9}{'-':>10}"
+        return f"{name:<64}{cells}  {'; '.join(notes)}".rstrip()
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two rows' calls/s, optionally with a target it must reach."""
+
+    label: str
+    numerator: Row
+    denominator: Row
+    target: float | None = None
+
+    @property
+    def value(self) -> float:
+        """numerator / denominator; NaN when either is missing."""
+        den = self.denominator.calls_per_s
+        return self.numerator.calls_per_s / den if den and not math.isnan(den) else math.nan
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target from the issue: a line with its measured value and met/missed."""
+
+    text: str
+    value: float
+    met: bool | None  # None: could not be measured
+
+    def render(self) -> str:
+        """`[met]` / `[MISSED]` / `[n/a]` and the text."""
+        mark = {True: "met", False: "MISSED", None: "n/a"}[self.met]
+        return f"  [{mark:>6}] {self.text}"
+
+
+def at_least(text: str, value: float, bound: float, fmt: str = "{:.2f}") -> Target:
+    """A target `value >= bound`."""
+    shown = "not measured" if math.isnan(value) else fmt.format(value)
+    return Target(f"{text}: {shown}", value, None if math.isnan(value) else value >= bound)
+
+
+def below(text: str, value: float, bound: float, fmt: str = "{:.2f}") -> Target:
+    """A target `value < bound`."""
+    shown = "not measured" if math.isnan(value) else fmt.format(value)
+    return Target(f"{text}: {shown}", value, None if math.isnan(value) else value < bound)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _command_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(  # noqa: S603 - a fixed argv
+            argv, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "absent"
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "absent"
+
+
+def cores() -> int:
+    """Cores this process may run on (what `nproc` prints)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class CpuClock:
+    """Machine-wide busy and stolen CPU seconds, and this process tree's own."""
+
+    busy: float
+    steal: float
+    own: float
+    wall: float
+
+    @classmethod
+    def now(cls) -> CpuClock:
+        """Read /proc/stat (NaN elsewhere) and os.times()."""
+        times = os.times()
+        own = times.user + times.system + times.children_user + times.children_system
+        busy = steal = math.nan
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            ticks = [int(x) for x in fields]
+            hz = os.sysconf("SC_CLK_TCK")
+            # user nice system idle iowait irq softirq steal ...
+            busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz
+            steal = ticks[7] / hz if len(ticks) > 7 else 0.0
+        except (OSError, ValueError, IndexError):
+            pass
+        return cls(busy=busy, steal=steal, own=own, wall=time.monotonic())
+
+    def others_since(self, start: CpuClock) -> str:
+        """How much CPU other work took while the benchmark ran, as one line."""
+        if math.isnan(self.busy) or math.isnan(start.busy):
+            return "CPU used by other processes during the run: unknown (no /proc/stat)"
+        wall = self.wall - start.wall
+        others = max(0.0, (self.busy - start.busy) - (self.own - start.own))
+        share = others / (wall * cores()) * 100 if wall > 0 else math.nan
+        return (
+            f"CPU used by other processes during the run: {others:.1f} s ({share:.0f}% of "
+            f"{cores()} cores x {wall:.0f} s), stolen by the hypervisor: "
+            f"{self.steal - start.steal:.1f} s (either makes every number noisier)"
+        )
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews every number)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def machine_lines() -> list[str]:
+    """nproc, CPU model and the versions that matter."""
+    return [
+        f"machine: nproc={cores()}, cpu={_cpu_model()!r}, {platform.system()} {platform.release()}",
+        f"python {platform.python_version()}, grpcio {_version('grpcio')}, "
+        f"protobuf {_version('protobuf')}, cryptography {_version('cryptography')}, "
+        f"{_command_version(['h2load', '--version'])}, "
+        f"node {_command_version(['node', '--version'])}",
+    ]
+
+
+def render(
+    *,
+    title: str,
+    preamble: Iterable[str],
+    sections: Iterable[tuple[str, list[Row]]],
+    ratios: list[Ratio],
+    targets: list[Target],
+    footer: Iterable[str],
+) -> str:
+    """The whole table as text."""
+    lines = [title, *preamble, "", COLUMNS, "-" * len(COLUMNS)]
+    for heading, rows in sections:
+        lines.append(f"{heading}")
+        lines.extend(row.render() for row in rows)
+    lines.append("")
+    lines.append("ratios (same run)")
+    for ratio in ratios:
+        value = ratio.value
+        shown = "n/a" if math.isnan(value) else f"{value:.2f}"
+        goal = "" if ratio.target is None else f"   (target >= {ratio.target:g})"
+        lines.append(f"  {ratio.label:<62}{shown:>8}{goal}")
+    lines.append("")
+    lines.append("targets")
+    lines.extend(target.render() for target in targets)
+    lines.extend(["", *footer])
+    return "\n".join(lines).rstrip() + "\n"
