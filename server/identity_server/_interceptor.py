@@ -14,9 +14,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -33,7 +33,7 @@ from identity_server._errors import (
     TokenInvalid,
 )
 from identity_server._validation import MAX_TOKEN
-from identity_server._verifier import TokenVerifier
+from identity_server._verifier import TokenUse, VerifiedToken
 
 log = logging.getLogger("identity_server.rpc")
 
@@ -46,6 +46,7 @@ OPEN_SERVICES = (
 _REQUEST_ID = re.compile(r"[\w.-]{1,64}")
 
 RpcObserver = Callable[[str, str, float], None]
+Verify = Callable[[str, TokenUse], Awaitable[VerifiedToken]]
 # Handler fields, and whether the wrapped behaviour answers once or streams.
 _KINDS = (
     ("unary_unary", "unary"),
@@ -100,34 +101,32 @@ def require_any(wanted: Iterable[str], held: Iterable[str], reason: str) -> None
         raise PermissionDenied(reason=reason)
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every handler once per method with policy, errors and logging."""
 
     def __init__(
         self,
         policies: Mapping[str, Policy],
-        verifier: TokenVerifier,
+        verify: Verify,
         *,
         observe: RpcObserver | None = None,
         access_log: bool = True,
     ) -> None:
         self._policies = dict(policies)
-        self._verifier = verifier
+        self._verify = verify
         self._observe = observe
         self._access_log = access_log
-        self._wrapped: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        inner = continuation(details)
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        inner = await continuation(handler_call_details)
         if inner is None:
             return None
-        method: str = details.method
+        method: str = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is inner:
             return cached[1]
@@ -137,8 +136,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     # -- per call --------------------------------------------------------
 
-    def _authorize(
-        self, method: str, policy: Policy | None, context: grpc.ServicerContext
+    async def _authorize(
+        self, method: str, policy: Policy | None, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Caller | None:
         if policy is None:
             if method.startswith(OPEN_SERVICES):
@@ -147,21 +146,15 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if policy.public:
             return None
         token = _bearer(context.invocation_metadata())
-        principal = self._verifier.verify(token, "access")
+        principal = await self._verify(token, "access")
         require_any(policy.any_group, principal.groups, "GROUP_REQUIRED")
         require_any(policy.any_scope, principal.scopes, "SCOPE_REQUIRED")
         return Caller(principal=principal, access_token=token)
 
-    def _wrap(
-        self, method: str, inner: grpc.RpcMethodHandler[Any, Any]
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def _wrap(self, method: str, inner: Any) -> Any:
         policy = self._policies.get(method)
 
-        def run(
-            call: Callable[[Any, grpc.ServicerContext], Any],
-            request: Any,
-            context: grpc.ServicerContext,
-        ) -> Any:
+        async def run(behaviour: Any, request: Any, context: Any) -> Any:
             started = time.perf_counter()
             request_id = _request_id(context)
             failure: IdentityError | None = None
@@ -169,10 +162,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
             remaining = context.time_remaining()
             deadline = None if remaining is None else time.monotonic() + remaining
             try:
-                caller = self._authorize(method, policy, context)
+                caller = await self._authorize(method, policy, context)
                 tokens = _context.enter(deadline, caller)
                 try:
-                    result = call(request, context)
+                    result = await behaviour(request, context)
                 finally:
                     _context.leave(tokens)
             except IdentityError as exc:
@@ -183,23 +176,20 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 context.set_trailing_metadata((("x-request-id", request_id),))
             self._finish(method, request_id, started, failure)
             if failure is not None:
-                context.abort_with_status(rpc_status.to_status(failure.to_status()))
+                await context.abort_with_status(rpc_status.to_status(failure.to_status()))
             return result
 
-        def stream(
-            call: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
-            request: Any,
-            context: grpc.ServicerContext,
-        ) -> Iterator[Any]:
+        async def stream(behaviour: Any, request: Any, context: Any) -> AsyncIterator[Any]:
             # Authorize before the first message; map errors raised mid-stream.
             started = time.perf_counter()
             request_id = _request_id(context)
             failure: IdentityError | None = None
             try:
-                caller = self._authorize(method, policy, context)
+                caller = await self._authorize(method, policy, context)
                 tokens = _context.enter(None, caller)
                 try:
-                    yield from call(request, context)
+                    async for item in behaviour(request, context):
+                        yield item
                 finally:
                     _context.leave(tokens)
             except IdentityError as exc:
@@ -209,16 +199,14 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 failure = Internal()
             self._finish(method, request_id, started, failure)
             if failure is not None:
-                context.abort_with_status(rpc_status.to_status(failure.to_status()))
+                await context.abort_with_status(rpc_status.to_status(failure.to_status()))
 
         # grpc's handlers are namedtuples: swap the one behaviour that is set.
         for kind, guard in _KINDS:
             behaviour = getattr(inner, kind)
             if behaviour is not None:
-                wrapped: grpc.RpcMethodHandler[Any, Any] = cast(Any, inner)._replace(
-                    **{kind: functools.partial(run if guard == "unary" else stream, behaviour)}
-                )
-                return wrapped
+                wrapper = run if guard == "unary" else stream
+                return inner._replace(**{kind: functools.partial(wrapper, behaviour)})
         raise ValueError(f"{method}: handler has no behaviour")
 
     def _finish(
@@ -253,7 +241,7 @@ def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     raise TokenInvalid(reason="TOKEN_MISSING")
 
 
-def _request_id(context: grpc.ServicerContext) -> str:
+def _request_id(context: Any) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
             return value

@@ -20,6 +20,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server import _validation as check
+from identity_server._aio import AsyncVerifier, Offload
 from identity_server._cognito import Challenge, CognitoGateway, Tokens
 from identity_server._context import current_caller
 from identity_server._errors import (
@@ -33,7 +34,7 @@ from identity_server._errors import (
 from identity_server._interceptor import require_any
 from identity_server._logging import mask_email
 from identity_server._password_policy import PasswordPolicy
-from identity_server._verifier import TokenUse, TokenVerifier, VerifiedToken
+from identity_server._verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
     "SOFTWARE_TOKEN_MFA": pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
@@ -48,6 +49,7 @@ _TOKEN_USES: dict[int, TokenUse] = {
     pb.TOKEN_USE_ID: "id",
 }
 audit = logging.getLogger("identity_server.audit")
+Context = grpc.aio.ServicerContext[Any, Any]
 _MAX_REQUIREMENTS = 32
 _MAX_NAME = 256
 
@@ -135,7 +137,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(
         self,
         gateway: CognitoGateway,
-        verifier: TokenVerifier,
+        verifier: AsyncVerifier,
+        offload: Offload,
         *,
         on_verify: Callable[[str], None] | None = None,
         password_policy: PasswordPolicy | None = None,
@@ -143,6 +146,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> None:
         self._gateway = gateway
         self._verifier = verifier
+        self._blocking = offload.call
         self._on_verify = on_verify
         self._policy = password_policy
         # VerifyToken answers for repeated tokens: building one costs ~20 us,
@@ -161,7 +165,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if violations:
                 raise InvalidPassword(violations=violations)
 
-    def SignUp(self, request: pb.SignUpRequest, context: grpc.ServicerContext) -> pb.SignUpResponse:
+    async def SignUp(self, request: pb.SignUpRequest, context: Context) -> pb.SignUpResponse:
         check.ensure(
             check.email(request.email),
             check.password(request.password, new=True),
@@ -169,28 +173,28 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
         self._enforce_policy(request.password, "password")
         with _audited("sign_up", request.email):
-            self._gateway.sign_up(request.email, request.password, dict(request.attributes))
+            await self._blocking(
+                self._gateway.sign_up, request.email, request.password, dict(request.attributes)
+            )
         return pb.SignUpResponse(code_delivery=_delivery(request.email))
 
-    def Confirm(
-        self, request: pb.ConfirmRequest, context: grpc.ServicerContext
-    ) -> pb.ConfirmResponse:
+    async def Confirm(self, request: pb.ConfirmRequest, context: Context) -> pb.ConfirmResponse:
         check.ensure(check.email(request.email), check.code(request.code))
         with _audited("confirm_sign_up", request.email):
-            self._gateway.confirm_sign_up(request.email, request.code)
+            await self._blocking(self._gateway.confirm_sign_up, request.email, request.code)
         return pb.ConfirmResponse()
 
-    def ResendConfirmationCode(
-        self, request: pb.ResendConfirmationCodeRequest, context: grpc.ServicerContext
+    async def ResendConfirmationCode(
+        self, request: pb.ResendConfirmationCodeRequest, context: Context
     ) -> pb.ResendConfirmationCodeResponse:
         check.ensure(check.email(request.email))
-        self._gateway.resend_confirmation_code(request.email)
+        await self._blocking(self._gateway.resend_confirmation_code, request.email)
         return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
 
-    def SignIn(self, request: pb.SignInRequest, context: grpc.ServicerContext) -> pb.SignInResponse:
+    async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         check.ensure(check.email(request.email), check.password(request.password))
         with _audited("sign_in", request.email) as entry:
-            result = self._gateway.sign_in(request.email, request.password)
+            result = await self._blocking(self._gateway.sign_in, request.email, request.password)
             if isinstance(result, Tokens):
                 entry["sub"] = result.sub
             else:
@@ -199,31 +203,31 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             return pb.SignInResponse(tokens=_tokens(result))
         return pb.SignInResponse(challenge=_challenge(result))
 
-    def RespondToChallenge(
-        self, request: pb.RespondToChallengeRequest, context: grpc.ServicerContext
+    async def RespondToChallenge(
+        self, request: pb.RespondToChallengeRequest, context: Context
     ) -> pb.RespondToChallengeResponse:
         raise NotImplementedYet("RespondToChallenge is not implemented yet.")
 
-    def Refresh(
-        self, request: pb.RefreshRequest, context: grpc.ServicerContext
-    ) -> pb.RefreshResponse:
+    async def Refresh(self, request: pb.RefreshRequest, context: Context) -> pb.RefreshResponse:
         check.ensure(
             check.opaque(request.refresh_token, "refresh_token"),
             check.opaque(request.username, "username", limit=_MAX_NAME),
         )
-        tokens = self._gateway.refresh(request.refresh_token, request.username)
+        tokens = await self._blocking(
+            self._gateway.refresh, request.refresh_token, request.username
+        )
         return pb.RefreshResponse(tokens=_tokens(tokens))
 
-    def ForgotPassword(
-        self, request: pb.ForgotPasswordRequest, context: grpc.ServicerContext
+    async def ForgotPassword(
+        self, request: pb.ForgotPasswordRequest, context: Context
     ) -> pb.ForgotPasswordResponse:
         check.ensure(check.email(request.email))
         with _audited("password_reset_request", request.email):
-            self._gateway.forgot_password(request.email)
+            await self._blocking(self._gateway.forgot_password, request.email)
         return pb.ForgotPasswordResponse(code_delivery=_delivery(request.email))
 
-    def ConfirmReset(
-        self, request: pb.ConfirmResetRequest, context: grpc.ServicerContext
+    async def ConfirmReset(
+        self, request: pb.ConfirmResetRequest, context: Context
     ) -> pb.ConfirmResetResponse:
         check.ensure(
             check.email(request.email),
@@ -232,11 +236,16 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
         self._enforce_policy(request.new_password, "new_password")
         with _audited("password_reset", request.email):
-            self._gateway.confirm_forgot_password(request.email, request.code, request.new_password)
+            await self._blocking(
+                self._gateway.confirm_forgot_password,
+                request.email,
+                request.code,
+                request.new_password,
+            )
         return pb.ConfirmResetResponse()
 
-    def VerifyToken(
-        self, request: pb.VerifyTokenRequest, context: grpc.ServicerContext
+    async def VerifyToken(
+        self, request: pb.VerifyTokenRequest, context: Context
     ) -> pb.VerifyTokenResponse:
         # The token itself is the verifier's to judge (size, characters,
         # structure): any problem with it fails closed as UNAUTHENTICATED.
@@ -252,7 +261,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         try:
             if not request.token:
                 raise TokenInvalid(reason="TOKEN_MISSING")
-            verified = self._verifier.verify(request.token, token_use)
+            verified = await self._verifier.verify(request.token, token_use)
             require_any(request.required_groups, verified.groups, "GROUP_REQUIRED")
             require_any(request.required_scopes, verified.scopes, "SCOPE_REQUIRED")
         except IdentityError as exc:
@@ -278,11 +287,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 self._responses.pop(next(iter(self._responses)))
             self._responses[token] = (verified, response)
 
-    def GetCurrentUser(
-        self, request: pb.GetCurrentUserRequest, context: grpc.ServicerContext
+    async def GetCurrentUser(
+        self, request: pb.GetCurrentUserRequest, context: Context
     ) -> pb.GetCurrentUserResponse:
         caller = current_caller()
-        profile = self._gateway.get_user(caller.access_token)
+        profile = await self._blocking(self._gateway.get_user, caller.access_token)
         attributes = dict(profile.attributes)
         sub = attributes.pop("sub", caller.principal.sub)
         email = attributes.pop("email", "")
@@ -297,34 +306,32 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             mfa_methods=profile.mfa_methods,
         )
 
-    def SignOut(
-        self, request: pb.SignOutRequest, context: grpc.ServicerContext
-    ) -> pb.SignOutResponse:
+    async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
         check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
             if request.refresh_token:
-                self._gateway.revoke_token(request.refresh_token)
+                await self._blocking(self._gateway.revoke_token, request.refresh_token)
             else:
-                self._gateway.global_sign_out(caller.access_token)
+                await self._blocking(self._gateway.global_sign_out, caller.access_token)
         return pb.SignOutResponse()
 
-    def SetUpTotp(
-        self, request: pb.SetUpTotpRequest, context: grpc.ServicerContext
+    async def SetUpTotp(
+        self, request: pb.SetUpTotpRequest, context: Context
     ) -> pb.SetUpTotpResponse:
         raise NotImplementedYet("SetUpTotp is not implemented yet.")
 
-    def ConfirmTotp(
-        self, request: pb.ConfirmTotpRequest, context: grpc.ServicerContext
+    async def ConfirmTotp(
+        self, request: pb.ConfirmTotpRequest, context: Context
     ) -> pb.ConfirmTotpResponse:
         raise NotImplementedYet("ConfirmTotp is not implemented yet.")
 
-    def StartFederatedSignIn(
-        self, request: pb.StartFederatedSignInRequest, context: grpc.ServicerContext
+    async def StartFederatedSignIn(
+        self, request: pb.StartFederatedSignInRequest, context: Context
     ) -> pb.StartFederatedSignInResponse:
         raise NotImplementedYet("StartFederatedSignIn is not implemented yet.")
 
-    def CompleteFederatedSignIn(
-        self, request: pb.CompleteFederatedSignInRequest, context: grpc.ServicerContext
+    async def CompleteFederatedSignIn(
+        self, request: pb.CompleteFederatedSignInRequest, context: Context
     ) -> pb.CompleteFederatedSignInResponse:
         raise NotImplementedYet("CompleteFederatedSignIn is not implemented yet.")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
-from concurrent import futures
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
+from identity_server._aio import AsyncVerifier, Offload
 from identity_server._interceptor import AuthInterceptor, Policy
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
@@ -246,20 +248,22 @@ def test_sign_out_of_one_refresh_token_revokes_only_that_one(
 # -- deny by default, streaming ------------------------------------------
 
 
-def _echo_unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+async def _echo_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
     return request
 
 
-def _echo_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+async def _echo_stream(
+    request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[bytes]:
     yield request
     yield request
 
 
 @pytest.fixture(scope="module")
 def extra_server(identity_server: RunningServer) -> Iterator[str]:
-    """The real server plus methods outside the API: one undeclared, one streaming."""
+    """The real server plus a method outside the API, with no access policy."""
     server = IdentityServer(load_settings(identity_server.cognito.environment()))
-    server.server.add_generic_rpc_handlers(
+    server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
                 "test.Unlisted", {"Echo": grpc.unary_unary_rpc_method_handler(_echo_unary)}
@@ -284,31 +288,48 @@ def test_a_method_without_a_policy_is_refused(extra_server: str, tokens: pb.Auth
 def test_streaming_methods_are_guarded_too(
     identity_server: RunningServer, tokens: pb.AuthTokens
 ) -> None:
-    interceptor = AuthInterceptor(
-        {"/test.S/Stream": Policy(public=False)}, identity_server.server.verifier
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[interceptor])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.S", {"Stream": grpc.unary_stream_rpc_method_handler(_echo_stream)}
-            ),
+    verifier = AsyncVerifier(identity_server.server.verifier, Offload(2))
+
+    async def scenario() -> tuple[list[bytes], str]:
+        interceptor = AuthInterceptor({"/test.S/Stream": Policy(public=False)}, verifier.verify)
+        server = grpc.aio.server(interceptors=[interceptor])
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "test.S", {"Stream": grpc.unary_stream_rpc_method_handler(_echo_stream)}
+                ),
+            )
         )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stream: Any = channel.unary_stream("/test.S/Stream")
-            assert list(stream(b"x", timeout=10, metadata=bearer(tokens.access_token))) == [
-                b"x",
-                b"x",
-            ]
-            with pytest.raises(grpc.RpcError) as caught:
-                list(stream(b"x", timeout=10))
-            assert failure(caught.value).reason == "TOKEN_MISSING"
-    finally:
-        server.stop(0)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stream: Any = channel.unary_stream("/test.S/Stream")
+                allowed = [
+                    m async for m in stream(b"x", timeout=10, metadata=bearer(tokens.access_token))
+                ]
+                try:
+                    [m async for m in stream(b"x", timeout=10)]
+                except grpc.aio.AioRpcError as exc:
+                    return allowed, _reason(exc)
+                return allowed, ""
+        finally:
+            await server.stop(0)
+
+    allowed, reason = asyncio.run(scenario())
+    assert allowed == [b"x", b"x"]
+    assert reason == "TOKEN_MISSING"
+
+
+def _reason(error: grpc.aio.AioRpcError) -> str:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return ""
 
 
 def test_sign_up_needs_no_token_while_get_current_user_does(stub: Stub) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from typing import Any, cast
 
 import pytest
 
 from identity.v1 import identity_service_pb2 as pb
+from identity_server._aio import Offload
 from identity_server._errors import PermissionDenied
 from identity_server._servicer import IdentityServicer
 from identity_server._verifier import VerifiedToken
@@ -40,16 +42,33 @@ class FakeVerifier:
         return self.answer
 
 
+class FakeAsyncVerifier:
+    def __init__(self, verifier: FakeVerifier) -> None:
+        self._verifier = verifier
+
+    async def verify(self, token: str, token_use: str = "access") -> VerifiedToken:
+        return self._verifier.verify(token, token_use)
+
+
 def servicer(verifier: FakeVerifier, size: int = 10) -> IdentityServicer:
-    return IdentityServicer(cast(Any, None), cast(Any, verifier), response_cache_size=size)
+    return IdentityServicer(
+        cast(Any, None),
+        cast(Any, FakeAsyncVerifier(verifier)),
+        cast(Any, Offload(1)),
+        response_cache_size=size,
+    )
+
+
+def answer(handler: IdentityServicer, request: pb.VerifyTokenRequest) -> pb.VerifyTokenResponse:
+    return asyncio.run(handler.VerifyToken(request, cast(Any, None)))
 
 
 def test_the_same_principal_gets_the_same_answer_object() -> None:
     verifier = FakeVerifier()
     handler = servicer(verifier)
     request = pb.VerifyTokenRequest(token="t")
-    first = handler.VerifyToken(request, cast(Any, None))
-    assert handler.VerifyToken(request, cast(Any, None)) is first
+    first = answer(handler, request)
+    assert answer(handler, request) is first
     assert first.principal.sub == "first"
     assert first.claims["sub"] == "first"
 
@@ -58,24 +77,22 @@ def test_a_new_principal_for_the_same_token_is_answered_afresh() -> None:
     verifier = FakeVerifier()
     handler = servicer(verifier)
     request = pb.VerifyTokenRequest(token="t")
-    first = handler.VerifyToken(request, cast(Any, None))
+    first = answer(handler, request)
     verifier.answer = principal("second")  # e.g. the verifier's entry expired or keys changed
-    again = handler.VerifyToken(request, cast(Any, None))
+    again = answer(handler, request)
     assert again is not first
     assert again.principal.sub == "second"
 
 
 def test_required_groups_are_checked_even_when_the_answer_is_cached() -> None:
     handler = servicer(FakeVerifier())
-    handler.VerifyToken(pb.VerifyTokenRequest(token="t"), cast(Any, None))
+    answer(handler, pb.VerifyTokenRequest(token="t"))
     with pytest.raises(PermissionDenied):
-        handler.VerifyToken(
-            pb.VerifyTokenRequest(token="t", required_groups=["admins"]), cast(Any, None)
-        )
+        answer(handler, pb.VerifyTokenRequest(token="t", required_groups=["admins"]))
 
 
 def test_the_answer_cache_is_bounded() -> None:
     handler = servicer(FakeVerifier(), size=3)
     for i in range(10):
-        handler.VerifyToken(pb.VerifyTokenRequest(token=f"t{i}"), cast(Any, None))
+        answer(handler, pb.VerifyTokenRequest(token=f"t{i}"))
     assert len(handler._responses) == 3
