@@ -266,6 +266,10 @@ class JwksCache:
         with self._fetch_lock:
             return self._fetch()
 
+    def cached(self, kid: str) -> RSAPublicKey | None:
+        """The key for `kid` if it is loaded; never fetches."""
+        return self._keys.get(kid)
+
     def get(self, kid: str) -> RSAPublicKey | None:
         """The key for `kid`; an unknown kid may cause one guarded refetch."""
         key = self._keys.get(kid)
