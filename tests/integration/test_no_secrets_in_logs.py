@@ -21,6 +21,9 @@ def test_account_flow_leaves_no_secret_in_the_log(
     password = "Zebra-Quartz-4417"
     new_password = "Yellow-Mango-8823"
     sign_up_code = "271828"
+    session, mfa_code, device = "Session-Value-5150", "314159", "Device-Name-9911"
+    redirect, auth_code = "https://app.example/cb?secret=Redirect-7788", "Auth-Code-6622"
+    verifier, nonce = "Code-Verifier-3344", "Nonce-Value-5566"
     start = identity_server.log.tell()
 
     stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
@@ -39,13 +42,43 @@ def test_account_flow_leaves_no_secret_in_the_log(
         with contextlib.suppress(grpc.RpcError):
             stub.SignIn(pb.SignInRequest(email=email, password=wrong), timeout=10)
     bearer = (("authorization", f"Bearer {tokens.access_token}"),)
+    stub.ResendConfirmationCode(pb.ResendConfirmationCodeRequest(email=email), timeout=10)
     stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=bearer)
+    # Every other RPC too, answered or refused, with recognisable values in its fields.
+    others = [
+        (
+            stub.RespondToChallenge,
+            pb.RespondToChallengeRequest(
+                email=email, session=session, code=mfa_code, new_password=new_password
+            ),
+        ),
+        (stub.SetUpTotp, pb.SetUpTotpRequest()),
+        (stub.ConfirmTotp, pb.ConfirmTotpRequest(code=mfa_code, friendly_device_name=device)),
+        (stub.StartFederatedSignIn, pb.StartFederatedSignInRequest(redirect_uri=redirect)),
+        (
+            stub.CompleteFederatedSignIn,
+            pb.CompleteFederatedSignInRequest(
+                code=auth_code, code_verifier=verifier, redirect_uri=redirect, nonce=nonce
+            ),
+        ),
+        (stub.VerifyToken, pb.VerifyTokenRequest(token=tokens.access_token + "x")),
+        (stub.VerifyToken, pb.VerifyTokenRequest(token=tokens.id_token)),  # wrong token use
+        (stub.SignUp, pb.SignUpRequest(email="not an e-mail " + password, password=password)),
+        (stub.Refresh, pb.RefreshRequest(refresh_token=tokens.refresh_token, username="x")),
+    ]
+    for call, request in others:
+        with contextlib.suppress(grpc.RpcError):
+            call(request, timeout=10, metadata=bearer)
+    stub.SignOut(pb.SignOutRequest(refresh_token=tokens.refresh_token), timeout=10, metadata=bearer)
     stub.SignOut(pb.SignOutRequest(), timeout=10, metadata=bearer)
 
     logged = identity_server.log.getvalue()[start:]
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
     methods = {line.get("method") for line in lines}
-    assert "/identity.v1.IdentityService/ConfirmReset" in methods  # the flow was logged
+    assert {
+        f"/identity.v1.IdentityService/{m.name}"
+        for m in pb.DESCRIPTOR.services_by_name["IdentityService"].methods
+    } <= methods  # every RPC was called and logged
     secrets = {
         "password": password,
         "new password": new_password,
@@ -56,6 +89,13 @@ def test_account_flow_leaves_no_secret_in_the_log(
         "refresh token": tokens.refresh_token,
         "access token signature": tokens.access_token.rsplit(".", 1)[1],
         "e-mail": email,
+        "session": session,
+        "mfa code": mfa_code,
+        "device name": device,
+        "redirect uri": redirect,
+        "authorization code": auth_code,
+        "code verifier": verifier,
+        "nonce": nonce,
     }
     leaked = [name for name, value in secrets.items() if value in logged]
     assert leaked == []
