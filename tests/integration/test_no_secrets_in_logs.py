@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from typing import Any
 
 import grpc
 
@@ -45,7 +46,7 @@ def test_account_flow_leaves_no_secret_in_the_log(
     stub.ResendConfirmationCode(pb.ResendConfirmationCodeRequest(email=email), timeout=10)
     stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=bearer)
     # Every other RPC too, answered or refused, with recognisable values in its fields.
-    others = [
+    others: list[tuple[Any, Any]] = [
         (
             stub.RespondToChallenge,
             pb.RespondToChallengeRequest(
