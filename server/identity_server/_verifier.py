@@ -21,9 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
@@ -46,13 +45,16 @@ _CLIENT_CLAIM: Final = {"access": "client_id", "id": "aud"}
 _USERNAME_CLAIM: Final = {"access": "username", "id": "cognito:username"}
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    """The principal of a verified token; its repr leaves out personal data."""
+class VerifiedToken(NamedTuple):
+    """The principal of a verified token: immutable; its repr leaves out personal data.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per verified
+    token on the hot path, and a tuple is built about five times faster.
+    """
 
     sub: str
-    username: str = field(repr=False)
-    email: str = field(repr=False)
+    username: str
+    email: str
     groups: tuple[str, ...]
     scopes: tuple[str, ...]
     client_id: str
@@ -62,65 +64,91 @@ class VerifiedToken:
     auth_time: int | None
     jti: str
     origin_jti: str
-    claims: Mapping[str, object] = field(repr=False, compare=False)
+    claims: Mapping[str, object]
+
+    # Principals compare (and hash) on what they say, not on the raw claims
+    # they were read from (`claims` holds lists, and is a read-only mapping).
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VerifiedToken):
+            return NotImplemented
+        return self[:-1] == other[:-1]
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self[:-1])
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifiedToken(sub={self.sub!r}, groups={self.groups!r}, scopes={self.scopes!r}, "
+            f"client_id={self.client_id!r}, token_use={self.token_use!r}, "
+            f"issued_at={self.issued_at!r}, expires_at={self.expires_at!r}, "
+            f"auth_time={self.auth_time!r}, jti={self.jti!r}, origin_jti={self.origin_jti!r})"
+        )
 
 
-def _int_claim(claims: dict[str, object], name: str) -> int:
-    """A required integer claim (not bool, float or string)."""
-    value = claims.get(name)
-    if type(value) is not int:
-        raise TokenInvalid(reason=TOKEN_MALFORMED)
-    return value
-
-
-def _optional_int(claims: dict[str, object], name: str) -> int | None:
-    """An integer claim that may be absent (but not null or another type)."""
-    return _int_claim(claims, name) if name in claims else None
-
-
-def _optional_str(claims: dict[str, object], name: str) -> str:
-    """A string claim that may be absent ("" then)."""
-    value = claims.get(name, "")
-    if not isinstance(value, str):
-        raise TokenInvalid(reason=TOKEN_MALFORMED)
-    return value
-
-
-def _groups(claims: dict[str, object]) -> tuple[str, ...]:
-    """`cognito:groups`: absent, or a list of strings."""
-    value = claims.get("cognito:groups", [])
-    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise TokenInvalid(reason=TOKEN_MALFORMED)
-    return tuple(value)
-
-
-def _subject(claims: dict[str, object]) -> str:
-    """`sub`, a non-empty string."""
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise TokenInvalid(reason=TOKEN_MALFORMED)
-    return sub
+def _malformed() -> TokenInvalid:
+    """The error for a claim of the wrong type."""
+    return TokenInvalid(reason=TOKEN_MALFORMED)
 
 
 def _principal(
     claims: dict[str, object], token_use: TokenUse, client_id: str, issued_at: int, expires_at: int
 ) -> VerifiedToken:
-    """Build the principal of a token whose checks have all passed."""
-    is_access = token_use == "access"
+    """Check the principal's claims and build it; the other checks have passed.
+
+    `sub` is a non-empty string; the username, `jti`, `origin_jti`, `scope`
+    (access) and `email` (id) are strings when present; `cognito:groups` is a
+    list of strings and `auth_time` an integer when present.
+    """
+    get = claims.get
+    sub = get("sub")
+    username = get(_USERNAME_CLAIM[token_use], "")
+    jti = get("jti", "")
+    origin_jti = get("origin_jti", "")
+    if token_use == "access":
+        email: object = ""
+        scope = get("scope", "")
+        if not isinstance(scope, str):
+            raise _malformed()
+        scopes = tuple(scope.split())
+    else:
+        email = get("email", "")
+        scopes = ()
+    if not (
+        isinstance(sub, str)
+        and sub
+        and isinstance(username, str)
+        and isinstance(email, str)
+        and isinstance(jti, str)
+        and isinstance(origin_jti, str)
+    ):
+        raise _malformed()
+    groups = get("cognito:groups", [])
+    if not isinstance(groups, list):
+        raise _malformed()
+    for group in groups:
+        if not isinstance(group, str):
+            raise _malformed()
+    auth_time = get("auth_time", 0)
+    if type(auth_time) is not int:
+        raise _malformed()
     return VerifiedToken(
-        sub=_subject(claims),
-        username=_optional_str(claims, _USERNAME_CLAIM[token_use]),
-        email="" if is_access else _optional_str(claims, "email"),
-        groups=_groups(claims),
-        scopes=tuple(_optional_str(claims, "scope").split()) if is_access else (),
-        client_id=client_id,
-        token_use=token_use,
-        issued_at=issued_at,
-        expires_at=expires_at,
-        auth_time=_optional_int(claims, "auth_time"),
-        jti=_optional_str(claims, "jti"),
-        origin_jti=_optional_str(claims, "origin_jti"),
-        claims=MappingProxyType(claims),
+        sub,
+        username,
+        email,
+        tuple(groups),
+        scopes,
+        client_id,
+        token_use,
+        issued_at,
+        expires_at,
+        auth_time if "auth_time" in claims else None,
+        jti,
+        origin_jti,
+        MappingProxyType(claims),
     )
 
 
@@ -198,14 +226,17 @@ class TokenVerifier:
 
     def _check_times(self, claims: dict[str, object]) -> tuple[int, int]:
         """Check exp, iat, nbf and the lifetime; return (iat, exp)."""
-        expires_at, issued_at = _int_claim(claims, "exp"), _int_claim(claims, "iat")
-        not_before = _optional_int(claims, "nbf")
-        now = self._clock()
-        if now >= expires_at + self._leeway:
+        expires_at, issued_at = claims.get("exp"), claims.get("iat")
+        # An absent nbf is checked as if it were iat: it adds no constraint.
+        not_before = claims.get("nbf", issued_at)
+        if type(expires_at) is not int or type(issued_at) is not int:
+            raise _malformed()
+        if type(not_before) is not int:
+            raise _malformed()
+        now, leeway = self._clock(), self._leeway
+        if now >= expires_at + leeway:
             raise TokenInvalid(reason=TOKEN_EXPIRED)
-        if issued_at > now + self._leeway or (
-            not_before is not None and not_before > now + self._leeway
-        ):
+        if issued_at > now + leeway or not_before > now + leeway:
             raise TokenInvalid(reason=TOKEN_NOT_YET_VALID)
         if not 0 < expires_at - issued_at <= self._max_lifetime:
             raise TokenInvalid(reason=TOKEN_LIFETIME_INVALID)

@@ -13,8 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from identity_server import _jws
 from identity_server._errors import TokenInvalid
-from identity_server._jws import MAX_TOKEN_LENGTH, decode_signed
+from identity_server._jws import MAX_TOKEN_LENGTH, b64url_decode, decode_signed, decode_verified
 from tests.support.tokens import (
     CLIENT_ID,
     ISSUER,
@@ -403,3 +404,129 @@ def test_signature_length_must_equal_the_modulus_length(length: int) -> None:
     assert key.verify_calls == 0
     assert decode_signed(mint(access_claims()), lambda kid: cast(RSAPublicKey, key))
     assert key.verify_calls == 1
+
+
+# The JWS path's own checks, below the verifier: every segment must be strict
+# base64url, and the header's kid (remembered per header segment) never stands
+# in for the key lookup.
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def jws_reason(token: str, get_key: Callable[[str], RSAPublicKey | None] | None = None) -> str:
+    with pytest.raises(TokenInvalid) as caught:
+        decode_signed(token, get_key or (lambda kid: PUBLIC))
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["header", "payload", "signature"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s + "=",
+        lambda s: s + "==",
+        lambda s: s[:1] + "+" + s[2:],
+        lambda s: s[:1] + "/" + s[2:],
+        lambda s: s[:1] + "=" + s[2:],
+        lambda s: s[:1] + "." + s[2:],
+        lambda s: s[:1] + " " + s[2:],
+        lambda s: s[:1] + "\n" + s[2:],
+        lambda s: s[:1] + "\0" + s[2:],
+        lambda s: s[:1] + "!" + s[2:],
+        lambda s: s + "A" * (5 - len(s) % 4),  # length 1 more than a multiple of 4
+    ],
+    ids=[
+        "pad-1",
+        "pad-2",
+        "plus",
+        "slash",
+        "inner-equals",
+        "dot",
+        "space",
+        "newline",
+        "nul",
+        "bang",
+        "length-4n+1",
+    ],
+)
+def test_every_segment_must_be_strict_base64url(index: int, damage: Callable[[str], str]) -> None:
+    segment = TOKEN.split(".")[index]
+    assert jws_reason(replace_segment(TOKEN, index, damage(segment))) == "TOKEN_MALFORMED"
+
+
+def token_with_partial_last_groups() -> str:
+    """A valid token whose three segments all end in a partial base64 group."""
+    for pad in range(3):
+        for extra in range(3):
+            token = mint(access_claims(pad="p" * pad), header=header(x="y" * extra))
+            if all(len(segment) % 4 in (2, 3) for segment in token.split(".")):
+                return token
+    raise AssertionError("no such token")
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_noncanonical_trailing_bits_are_refused_in_every_segment(index: int) -> None:
+    token = token_with_partial_last_groups()
+    assert decode_signed(token, lambda kid: PUBLIC)[0] == KID
+    segment = token.split(".")[index]
+    assert jws_reason(replace_segment(token, index, noncanonical(segment))) == "TOKEN_MALFORMED"
+
+
+def test_b64url_decode_is_exactly_canonical_unpadded_base64url() -> None:
+    for length in range(0, 10):
+        data = bytes(range(200, 200 + length))
+        assert b64url_decode(b64url(data)) == data
+    for bad in ["QQ==", "QQ=", "Q", "QUJDR", "Q+", "Q/", "QR", "QUJ", "QU J", "QU.J", "é"]:
+        with pytest.raises(ValueError, match="not canonical base64url"):
+            b64url_decode(bad)
+    assert b64url_decode("-_8") == b"\xfb\xff"
+
+
+def test_a_remembered_header_still_needs_its_key_every_time() -> None:
+    lookups: list[str] = []
+
+    def keys(kid: str) -> RSAPublicKey | None:
+        lookups.append(kid)
+        return PUBLIC if len(lookups) == 1 else None
+
+    assert decode_signed(TOKEN, keys)[0] == KID
+    assert jws_reason(TOKEN, keys) == "KEY_UNKNOWN"
+    assert lookups == [KID, KID]
+
+
+def test_a_refused_header_is_not_remembered() -> None:
+    _jws._HEADER_KIDS.clear()
+    token = mint(access_claims(), header=header(jku="https://example.com/keys"))
+    assert [jws_reason(token) for _ in range(3)] == ["TOKEN_HEADER_INVALID"] * 3
+    assert not _jws._HEADER_KIDS
+
+
+def test_remembered_headers_stay_few() -> None:
+    for i in range(3 * _jws._HEADER_KIDS_SIZE):
+        token = mint(access_claims(), header=header(x=str(i)))
+        assert decode_signed(token, lambda kid: PUBLIC)[0] == KID
+        assert len(_jws._HEADER_KIDS) <= _jws._HEADER_KIDS_SIZE
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"a": {"b": 1, "b": 2}}',
+        '{"a": [{"b": 1, "b": 2}]}',
+        '{"a": 1, "a": 1}',
+        '{"a": Infinity}',
+        '{"a": -Infinity}',
+        '{"a": 1} x',
+        '{"a": 1}{}',
+        "\ufeff{}",
+    ],
+)
+def test_payload_json_is_strict_at_every_depth(payload: str) -> None:
+    with pytest.raises(TokenInvalid) as caught:
+        decode_verified(mint(payload), lambda kid: PUBLIC)
+    assert caught.value.reason == "TOKEN_MALFORMED"
+
+
+@pytest.mark.parametrize("payload", ['{"a": 1}', ' {"a": 1}', '{"a": 1}\r\n', '\t{"a" : 1 }\n'])
+def test_payload_json_may_have_whitespace_around_it(payload: str) -> None:
+    assert decode_verified(mint(payload), lambda kid: PUBLIC)[1] == {"a": 1}

@@ -273,3 +273,44 @@ def test_rejects_a_nonsense_configuration(options: dict[str, Any]) -> None:
     }
     with pytest.raises(ValueError, match=r"issuer|leeway"):
         TokenVerifier(**arguments)
+
+
+def test_the_principal_is_an_immutable_verified_token_without_personal_data_in_its_repr() -> None:
+    verified = verify(access_claims())
+    assert type(verified) is VerifiedToken
+    with pytest.raises(AttributeError):
+        verified.sub = "mallory"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        verified.claims["sub"] = "mallory"  # type: ignore[index]
+    assert verified._replace() == verified
+    assert hash(verified._replace()) == hash(verified)
+    assert verified._replace(claims={}) == verified  # equality ignores the raw claims
+    assert verified._replace(groups=()) != verified
+    assert "alice" not in repr(verified)  # the username
+    assert "7a3c5e2a" in repr(verified)  # the sub is not personal data
+
+
+@pytest.mark.parametrize("nbf", [NOW - 10, NOW + LEEWAY, None], ids=repr)
+def test_an_id_token_principal_has_every_field(nbf: int | None) -> None:
+    claims = id_claims(**({} if nbf is None else {"nbf": nbf}))
+    verified = verify(claims, "id")
+    assert verified == VerifiedToken(
+        sub="7a3c5e2a-0000-4000-8000-000000000001",
+        username="alice",
+        email="alice@example.com",
+        groups=("admins",),
+        scopes=(),
+        client_id=CLIENT_ID,
+        token_use="id",
+        issued_at=NOW,
+        expires_at=NOW + 3600,
+        auth_time=NOW - 60,
+        jti="jti-2",
+        origin_jti="origin-jti-1",
+        claims={},
+    )
+
+
+def test_an_id_token_scope_is_not_read_and_an_access_token_email_is_not_read() -> None:
+    assert verify(id_claims(scope=5), "id").scopes == ()
+    assert verify(access_claims(email=5)).email == ""
