@@ -155,38 +155,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         policy = self._policies.get(method)
 
         async def run(behaviour: Any, request: Any, context: Any) -> Any:
-            started = time.perf_counter()
-            request_id = _request_id(context)
+            started, request_id = time.perf_counter(), _request_id(context)
             failure: IdentityError | None = None
             result: Any = None
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else time.monotonic() + remaining
             try:
-                caller = await self._authorize(method, policy, context)
-                tokens = _context.enter(deadline, caller)
+                tokens = _context.enter(
+                    _deadline(context), await self._authorize(method, policy, context)
+                )
                 try:
                     result = await behaviour(request, context)
                 finally:
                     _context.leave(tokens)
             except IdentityError as exc:
                 failure = exc
-            except Exception:
-                log.exception("unhandled error", extra={"method": method, "request_id": request_id})
-                failure = Internal()
-                context.set_trailing_metadata((("x-request-id", request_id),))
-            self._finish(method, request_id, started, failure)
-            if failure is not None:
-                await context.abort_with_status(rpc_status.to_status(failure.to_status()))
+            except Exception:  # noqa: BLE001 - logged with its traceback by _unexpected
+                failure = _unexpected(method, request_id)
+            await self._close(method, request_id, started, failure, context)
             return result
 
         async def stream(behaviour: Any, request: Any, context: Any) -> AsyncIterator[Any]:
             # Authorize before the first message; map errors raised mid-stream.
-            started = time.perf_counter()
-            request_id = _request_id(context)
+            started, request_id = time.perf_counter(), _request_id(context)
             failure: IdentityError | None = None
             try:
-                caller = await self._authorize(method, policy, context)
-                tokens = _context.enter(None, caller)
+                tokens = _context.enter(
+                    _deadline(context), await self._authorize(method, policy, context)
+                )
                 try:
                     async for item in behaviour(request, context):
                         yield item
@@ -194,12 +188,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     _context.leave(tokens)
             except IdentityError as exc:
                 failure = exc
-            except Exception:
-                log.exception("unhandled error", extra={"method": method, "request_id": request_id})
-                failure = Internal()
-            self._finish(method, request_id, started, failure)
-            if failure is not None:
-                await context.abort_with_status(rpc_status.to_status(failure.to_status()))
+            except Exception:  # noqa: BLE001 - logged with its traceback by _unexpected
+                failure = _unexpected(method, request_id)
+            await self._close(method, request_id, started, failure, context)
 
         # grpc's handlers are namedtuples: swap the one behaviour that is set.
         for kind, guard in _KINDS:
@@ -208,6 +199,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 wrapper = run if guard == "unary" else stream
                 return inner._replace(**{kind: functools.partial(wrapper, behaviour)})
         raise ValueError(f"{method}: handler has no behaviour")
+
+    async def _close(
+        self,
+        method: str,
+        request_id: str,
+        started: float,
+        failure: IdentityError | None,
+        context: Any,
+    ) -> None:
+        """Log and count the call; answer a failure with its rich status.
+
+        An INTERNAL answer also carries `x-request-id`, to find the server's log
+        line; no other answer does, so known and unknown accounts stay alike.
+        """
+        self._finish(method, request_id, started, failure)
+        if failure is not None:
+            status = rpc_status.to_status(failure.to_status())
+            trailers = tuple(status.trailing_metadata)
+            if isinstance(failure, Internal):
+                trailers += (("x-request-id", request_id),)
+            await context.abort(status.code, status.details, trailers)
 
     def _finish(
         self, method: str, request_id: str, started: float, failure: IdentityError | None
@@ -239,6 +251,18 @@ def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
                 raise TokenInvalid(reason="TOKEN_MALFORMED")
             return token.strip()
     raise TokenInvalid(reason="TOKEN_MISSING")
+
+
+def _deadline(context: Any) -> float | None:
+    """The caller's deadline on the monotonic clock, if it set one."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _unexpected(method: str, request_id: str) -> IdentityError:
+    """An unhandled exception: logged (redacted) with the request id."""
+    log.exception("unhandled error", extra={"method": method, "request_id": request_id})
+    return Internal()
 
 
 def _request_id(context: Any) -> str:

@@ -335,3 +335,60 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
 def test_sign_up_needs_no_token_while_get_current_user_does(stub: Stub) -> None:
     stub.SignUp(pb.SignUpRequest(email=new_email(), password=PASSWORD), timeout=10)
     assert fails(stub.GetCurrentUser, pb.GetCurrentUserRequest()).reason == "TOKEN_MISSING"
+
+
+async def _explode_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    raise RuntimeError("boom password=Hunter2-Secret")
+
+
+async def _explode_stream(
+    request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[bytes]:
+    yield request
+    raise RuntimeError("boom password=Hunter2-Secret")
+
+
+@pytest.mark.parametrize("kind", ["unary", "stream"])
+def test_an_unexpected_error_is_a_generic_internal_with_a_request_id(
+    identity_server: RunningServer, kind: str
+) -> None:
+    start = identity_server.log.tell()
+    verifier = AsyncVerifier(identity_server.server.verifier, Offload(1))
+
+    async def scenario() -> grpc.aio.AioRpcError:
+        interceptor = AuthInterceptor({"/test.S/Boom": Policy(public=True)}, verifier.verify)
+        server = grpc.aio.server(interceptors=[interceptor])
+        handler: Any = (
+            grpc.unary_unary_rpc_method_handler(_explode_unary)
+            if kind == "unary"
+            else grpc.unary_stream_rpc_method_handler(_explode_stream)
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("test.S", {"Boom": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                try:
+                    if kind == "unary":
+                        unary: Any = channel.unary_unary("/test.S/Boom")
+                        await unary(b"x", timeout=10)
+                    else:
+                        stream: Any = channel.unary_stream("/test.S/Boom")
+                        [m async for m in stream(b"x", timeout=10)]
+                except grpc.aio.AioRpcError as exc:
+                    return exc
+                raise AssertionError("the call succeeded")
+        finally:
+            await server.stop(0)
+
+    error = asyncio.run(scenario())
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == "Internal error."
+    assert _reason(error) == "INTERNAL"
+    request_ids = [str(v) for k, v in error.trailing_metadata() or () if k == "x-request-id"]
+    assert len(request_ids) == 1
+    logged = identity_server.log.getvalue()[start:]
+    assert request_ids[0] in logged  # the server's log line can be found from the answer
+    assert "Hunter2-Secret" not in logged

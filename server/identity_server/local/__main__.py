@@ -6,6 +6,7 @@ import os
 import sys
 
 from identity_server import _logging
+from identity_server._logging import mask_email
 from identity_server._run import serve
 from identity_server._settings import ConfigError, load_settings
 from identity_server.local import LIMITS, LocalCognito, Mail, Outbox
@@ -29,7 +30,9 @@ Stop with Ctrl-C.
 
 
 def _print_mail(mail: Mail) -> None:
-    print(f"[local mail] to {mail.to}: your {mail.kind} code is {mail.code}", flush=True)
+    print(
+        f"[local mail] to {mask_email(mail.to)}: your {mail.kind} code is {mail.code}", flush=True
+    )
 
 
 def main() -> int:
