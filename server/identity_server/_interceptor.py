@@ -32,6 +32,7 @@ from identity_server._errors import (
     PermissionDenied,
     TokenInvalid,
 )
+from identity_server._logging import log_rpc
 from identity_server._validation import MAX_TOKEN
 from identity_server._verifier import TokenUse, VerifiedToken
 
@@ -43,7 +44,8 @@ OPEN_SERVICES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-_REQUEST_ID = re.compile(r"[\w.-]{1,64}")
+# A caller's own request id, if it is this simple; ASCII, so it never needs escaping.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 RpcObserver = Callable[[str, str, float], None]
 Verify = Callable[[str, TokenUse], Awaitable[VerifiedToken]]
@@ -229,15 +231,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if self._observe is not None:
             self._observe(method, code, elapsed)
         if self._access_log:
-            log.info(
-                "rpc",
-                extra={
-                    "method": method,
-                    "code": code,
-                    "reason": "" if failure is None else failure.reason,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "request_id": request_id,
-                },
+            log_rpc(
+                method,
+                code,
+                "" if failure is None else failure.reason,
+                round(elapsed * 1000, 3),
+                request_id,
             )
 
 

@@ -8,12 +8,15 @@ written, so even an unexpected exception cannot put a credential in the log.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TextIO
 
 # One pass finds every kind of sensitive text; the replacement depends on which.
@@ -57,6 +60,7 @@ def register_secret(value: str) -> None:
         with _secrets_lock:
             _secrets.add(value)
             _secrets_snapshot = tuple(_secrets)
+        _field.cache_clear()  # a cached field may hold the value
 
 
 def mask_email(email: str) -> str:
@@ -75,22 +79,26 @@ def redact(text: str) -> str:
     return text
 
 
+_clock_second = -1
+_clock_text = ""
+
+
+def _timestamp(created: float) -> str:
+    """`2026-11-22T05:10:00.123Z`, with one strftime per second, not per line."""
+    global _clock_second, _clock_text
+    second = int(created)
+    if second != _clock_second:
+        _clock_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _clock_second = second
+    return f"{_clock_text}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, extras, error."""
 
-    _second = -1
-    _second_text = ""
-
-    def _time(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # one strftime per second, not per line
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
-
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self._time(record),
+            "time": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
@@ -116,3 +124,96 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> loggin
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
+
+
+# -- the access line ------------------------------------------------------
+
+_rpc_log = logging.getLogger("identity_server.rpc")
+_TERMINATOR = "\n"
+
+
+def _json_string(value: str) -> str:
+    """A redacted value as a JSON string, as `json.dumps` writes it."""
+    return _quote(redact(value))
+
+
+_field = functools.lru_cache(maxsize=256)(_json_string)
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def log_rpc(method: str, code: str, reason: str, duration_ms: float, request_id: str) -> None:
+    """One access line per RPC: the `rpc` record with these fields.
+
+    This runs on every call, VerifyToken's included, where the general path
+    (a LogRecord, its routing, the formatter's generic pass) cost about as much
+    CPU as the call's own work. When every handler the record would reach is a
+    plain `StreamHandler` with `JsonFormatter` and nothing filters on the way,
+    the line is rendered straight from the fields and written to those streams:
+    the same JSON object the formatter makes. Any other set-up (a filter, other
+    handlers, pytest's capture) gets the ordinary record.
+
+    Values are redacted and quoted exactly as the formatter does it; method,
+    status and reason come from small fixed sets, so theirs are cached.
+    """
+    if not _rpc_log.isEnabledFor(logging.INFO):
+        return
+    handlers = _plain_json_handlers(_rpc_log)
+    if handlers is None:
+        _rpc_log.info(
+            "rpc",
+            extra={
+                "method": method,
+                "code": code,
+                "reason": reason,
+                "duration_ms": duration_ms,
+                "request_id": request_id,
+            },
+        )
+        return
+    line = (
+        f'{{"time":"{_timestamp(time.time())}","level":"info","logger":"identity_server.rpc",'
+        f'"pid":{_pid},"message":"rpc","method":{_field(method)},"code":{_field(code)},'
+        f'"reason":{_field(reason)},"duration_ms":{duration_ms!r},'
+        f'"request_id":{_quote(redact(request_id))}}}{_TERMINATOR}'
+    )
+    for handler in handlers:
+        handler.acquire()
+        try:
+            handler.stream.write(line)
+            handler.flush()
+        except Exception:  # noqa: BLE001 - reported the way StreamHandler reports it
+            record = _rpc_log.makeRecord(_rpc_log.name, logging.INFO, "", 0, "rpc", (), None)
+            handler.handleError(record)
+        finally:
+            handler.release()
+
+
+def _plain_json_handlers(logger: logging.Logger) -> list[logging.StreamHandler[Any]] | None:
+    """The handlers a record of `logger` reaches, if all are plain JSON streams; else None."""
+    if logger.filters:  # only the logger a record starts at filters it, as in Logger.handle
+        return None
+    found: list[logging.StreamHandler[Any]] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                type(handler) is not logging.StreamHandler
+                or handler.terminator != _TERMINATOR
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+                or handler.level > logging.INFO
+            ):
+                return None
+            found.append(handler)
+        if not current.propagate:
+            break
+        current = current.parent
+    return found or None

@@ -9,6 +9,7 @@ reaches the same process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -45,6 +46,11 @@ def serve(
         on_built(server)
     stop = _stop_on_signals()
     server.start()
+    # Start-up leaves some 80,000 long-lived objects (boto3's service model,
+    # the proto descriptors). A full collection walks every one of them, about
+    # 40 ms here, and every call in flight waits for it; frozen, they are left
+    # out of every later collection.
+    gc.freeze()
     if on_started is not None:
         on_started(server.target)
     stop.wait()
