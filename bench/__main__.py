@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import signal
 import sys
@@ -325,6 +326,13 @@ class Bench:
             ),
             at_least("two workers >= 1.6 x one worker, (w2)/(w1)", by_label["(w2)/(w1)"], 1.6),
         ]
+        ceiling = _report.machine_ceiling(r["w2"].load, self.cores) / r["w1"].calls_per_s
+        scaling_note = [
+            f"(w2)/(w1) cannot exceed {ceiling:.2f} on this machine: at (w2)'s server and h2load",
+            f"CPU per call, {self.cores} cores serve at most "
+            f"{_report.machine_ceiling(r['w2'].load, self.cores):,.0f} calls/s, "
+            f"against (w1)'s {r['w1'].calls_per_s:,.0f}/s on one worker.",
+        ]
         now = datetime.datetime.now(datetime.UTC)
         title = (
             f"{_report.HEADER}: {now:%Y-%m-%d %H:%M} UTC, {self.cores} cores"
@@ -349,6 +357,7 @@ class Bench:
             ("verifier alone (calls/s on one core)", [r[k] for k in ("vd", "vr", "nd", "nr")]),
         ]
         footer = [
+            *([] if math.isnan(ceiling) else scaling_note),
             "(c1) runs the full signature and claim check on every call (the server's cache is",
             "off), exactly what a never-seen token costs; (c2) sends really distinct tokens.",
             "reproduce: make bench (QUICK=1 for a smoke run); "

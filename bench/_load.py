@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+import resource
 import shutil
 import struct
 import subprocess
@@ -31,6 +32,12 @@ CpuMeter = Callable[[], float]
 
 def _no_meter() -> float:
     return math.nan
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -58,6 +65,7 @@ class LoadResult:
     sent: int = 0
     server_cpu: float = 0.0  # CPU seconds the server used while measured (all rounds)
     server_calls: int = 0  # calls those CPU seconds served, warm-up included
+    generator_cpu: float = 0.0  # CPU seconds the load generator used for those calls
     rounds: list[float] = field(default_factory=list)  # calls/s of each pooled round
 
     @property
@@ -81,6 +89,7 @@ class LoadResult:
         self.sent += other.sent
         self.server_cpu += other.server_cpu
         self.server_calls += other.server_calls
+        self.generator_cpu += other.generator_cpu
         self.notes.extend(n for n in other.notes if n not in self.notes)
 
     @property
@@ -89,6 +98,13 @@ class LoadResult:
         if not self.server_calls or math.isnan(self.server_cpu):
             return math.nan
         return self.server_cpu / self.server_calls * 1e6
+
+    @property
+    def generator_cpu_us_per_call(self) -> float:
+        """The load generator's CPU microseconds per call, NaN if unknown."""
+        if not self.server_calls or not self.generator_cpu:
+            return math.nan
+        return self.generator_cpu / self.server_calls * 1e6
 
 
 @dataclass(frozen=True)
@@ -126,9 +142,9 @@ class H2Load:
         if warmup > 0:
             self._h2load(uri, body, duration=warmup, extra=[])
         log = work_dir / "h2load.log"
-        cpu_before = server_cpu()
+        cpu_before, generator_before = server_cpu(), children_cpu()
         out = self._h2load(uri, body, duration=duration, extra=[f"--log-file={log}"])
-        cpu = server_cpu() - cpu_before
+        cpu, generator = server_cpu() - cpu_before, children_cpu() - generator_before
         done = _match_int(r"requests: .*?(\d+) done", out)
         failed = sum(_match_int(rf"(\d+) {what}", out) for what in ("failed", "errored", "timeout"))
         data = _match_int(r"\((\d+)\) data", out)
@@ -142,7 +158,12 @@ class H2Load:
         log.unlink()
         ok_messages = data // response_bytes
         result = LoadResult(
-            calls=done, seconds=duration, latencies_us=latencies, server_cpu=cpu, server_calls=done
+            calls=done,
+            seconds=duration,
+            latencies_us=latencies,
+            server_cpu=cpu,
+            server_calls=done,
+            generator_cpu=generator,
         )
         result.errors = failed + non_200 + max(0, done - ok_messages)
         return result
@@ -170,7 +191,7 @@ class H2Load:
         """
         per_client = rate / self.clients
         processes = []
-        cpu_before = server_cpu()
+        cpu_before, generator_before = server_cpu(), children_cpu()
         try:
             for index in range(self.clients):
                 gaps = random.Random(index)
@@ -214,7 +235,7 @@ class H2Load:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-        cpu = server_cpu() - cpu_before
+        cpu, generator = server_cpu() - cpu_before, children_cpu() - generator_before
         entries: list[tuple[int, str, int]] = []
         for _process, log in processes:
             for line in log.read_text().splitlines():
@@ -236,6 +257,7 @@ class H2Load:
             latencies_us=[e[2] for e in counted],
             server_cpu=cpu,
             server_calls=done,
+            generator_cpu=generator,
         )
         non_200 = sum(1 for e in entries if e[1] != "200")
         result.errors = failed + non_200 + max(0, done - data // response_bytes)

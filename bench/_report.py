@@ -48,6 +48,9 @@ class Row:
                 notes.insert(0, f"{load.errors} CALLS FAILED")
             cpu = load.server_cpu_us_per_call
             if not math.isnan(cpu):
+                generator = load.generator_cpu_us_per_call
+                if not math.isnan(generator):
+                    notes.insert(0, f"h2load CPU {generator:,.0f} us/call")
                 notes.insert(0, f"server CPU {cpu:,.0f} us/call")
             if len(load.rounds) > 1:
                 notes.insert(0, f"rounds {min(load.rounds):,.0f}-{max(load.rounds):,.0f}/s")
@@ -101,6 +104,18 @@ def below(text: str, value: float, bound: float, fmt: str = "{:.2f}") -> Target:
     """A target `value < bound`."""
     shown = "not measured" if math.isnan(value) else fmt.format(value)
     return Target(f"{text}: {shown}", value, None if math.isnan(value) else value < bound)
+
+
+def machine_ceiling(shared: LoadResult | None, cores: int) -> float:
+    """The most calls/s `cores` allow when server and load generator share them.
+
+    Every call costs the server's CPU and the generator's; at saturation the
+    two together can use no more than every core. NaN when not measured.
+    """
+    if shared is None:
+        return math.nan
+    per_call_us = shared.server_cpu_us_per_call + shared.generator_cpu_us_per_call
+    return cores * 1e6 / per_call_us if per_call_us > 0 else math.nan
 
 
 def _version(distribution: str) -> str:
