@@ -10,7 +10,7 @@ import pytest
 
 from identity.v1 import identity_service_pb2 as pb
 from identity_server._aio import Offload
-from identity_server._errors import PermissionDenied
+from identity_server._errors import InvalidArgument, PermissionDenied
 from identity_server._servicer import IdentityServicer
 from identity_server._verifier import VerifiedToken
 
@@ -96,3 +96,26 @@ def test_the_answer_cache_is_bounded() -> None:
     for i in range(10):
         answer(handler, pb.VerifyTokenRequest(token=f"t{i}"))
     assert len(handler._responses) == 3
+
+
+@pytest.mark.parametrize(
+    ("groups", "scopes", "field"),
+    [
+        ([""], [], "required_groups"),
+        (["g" * 257], [], "required_groups"),
+        ([], [f"s{i}" for i in range(33)], "required_scopes"),
+        ([], ["ok", ""], "required_scopes"),
+    ],
+)
+def test_bad_requirements_are_refused_before_any_verification(
+    groups: list[str], scopes: list[str], field: str
+) -> None:
+    verifier = FakeVerifier()
+    handler = servicer(verifier)
+    verifier.answer = cast(Any, None)  # verifying would fail the test differently
+    with pytest.raises(InvalidArgument) as refused:
+        answer(
+            handler,
+            pb.VerifyTokenRequest(token="t", required_groups=groups, required_scopes=scopes),
+        )
+    assert [v.field for v in refused.value.violations] == [field]
