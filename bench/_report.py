@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import subprocess
 import time
 from collections.abc import Iterable
@@ -75,9 +76,24 @@ class Ratio:
 
     @property
     def value(self) -> float:
-        """numerator / denominator; NaN when either is missing."""
+        """The median of the per-round ratios, else pooled numerator / denominator.
+
+        Each round runs every scenario back to back, so a round's two numbers
+        saw the same machine; the median of those pairs is what drift of a
+        shared machine moves least. NaN when either row is missing.
+        """
+        paired = self.per_round()
+        if paired:
+            return statistics.median(paired)
         den = self.denominator.calls_per_s
         return self.numerator.calls_per_s / den if den and not math.isnan(den) else math.nan
+
+    def per_round(self) -> list[float]:
+        """numerator / denominator in each round, when both rows ran the same rounds."""
+        num, den = self.numerator.load, self.denominator.load
+        if num is None or den is None or len(num.rounds) < 2 or len(num.rounds) != len(den.rounds):
+            return []
+        return [n / d for n, d in zip(num.rounds, den.rounds, strict=True) if d]
 
 
 @dataclass(frozen=True)
@@ -227,12 +243,14 @@ def render(
         lines.append(f"{heading}")
         lines.extend(row.render() for row in rows)
     lines.append("")
-    lines.append("ratios (same run)")
+    lines.append("ratios (same run; with rounds, the median of the per-round ratios)")
     for ratio in ratios:
         value = ratio.value
         shown = "n/a" if math.isnan(value) else f"{value:.2f}"
         goal = "" if ratio.target is None else f"   (target >= {ratio.target:g})"
-        lines.append(f"  {ratio.label:<62}{shown:>8}{goal}")
+        paired = ratio.per_round()
+        spread = f"   rounds {min(paired):.2f}-{max(paired):.2f}" if paired else ""
+        lines.append(f"  {ratio.label:<62}{shown:>8}{goal}{spread}")
     lines.append("")
     lines.append("targets")
     lines.extend(target.render() for target in targets)
