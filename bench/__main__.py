@@ -125,9 +125,11 @@ class Bench:
         return server
 
     def _identity(
-        self, stack: ExitStack, workers: int, cache: int | None, what: str
+        self, stack: ExitStack, workers: int, cache: int | None, what: str, *, pin: bool = True
     ) -> ServerProcess:
-        server = identity_server(self.work, self.jwks.url, workers=workers, verify_cache_size=cache)
+        server = identity_server(
+            self.work, self.jwks.url, workers=workers, verify_cache_size=cache, pin=pin
+        )
         return self._start(stack, server, what)
 
     # -- scenarios -------------------------------------------------------
@@ -210,6 +212,7 @@ class Bench:
             "c2": Row("(c2)", "VerifyToken, all-distinct tokens, grpc.aio generator"),
             "w1": Row("(w1)", "VerifyToken repeated, IDENTITY_WORKERS=1, h2load"),
             "w2": Row("(w2)", "VerifyToken repeated, IDENTITY_WORKERS=2, h2load"),
+            "u": Row("(u)", "(b) with the workers not pinned to cores, h2load"),
             "ps": Row("(ps)", "probe: do-nothing Check, sync grpc.server, 1 process"),
             "pa": Row("(pa)", "probe: do-nothing Check, grpc.aio server, 1 process"),
             "vd": Row("(vd)", "in-process TokenVerifier, distinct tokens (cache off)"),
@@ -219,14 +222,22 @@ class Bench:
         }
         rows["c1"].notes.append("= per-call work of a distinct token")
         with ExitStack() as stack:
+            pinned = "IDENTITY_PIN_WORKERS=true"
             main = self._identity(
-                stack, w, None, f"server IDENTITY_WORKERS={w} = the default (a, b, c2)"
+                stack, w, None, f"server IDENTITY_WORKERS={w} (one per core), {pinned} (a, b, c2)"
             )
             no_cache = self._identity(
-                stack, w, 0, f"server IDENTITY_WORKERS={w}, IDENTITY_VERIFY_CACHE_SIZE=0 (c1)"
+                stack, w, 0, f"server IDENTITY_WORKERS={w}, {pinned}, IDENTITY_VERIFY_CACHE_SIZE=0"
+            )
+            unpinned = self._identity(
+                stack, w, None, f"server IDENTITY_WORKERS={w}, not pinned (u)", pin=False
             )
             one = main if w == 1 else self._identity(stack, 1, None, "server IDENTITY_WORKERS=1")
-            two = main if w == 2 else self._identity(stack, 2, None, "server IDENTITY_WORKERS=2")
+            two = (
+                main
+                if w == 2
+                else self._identity(stack, 2, None, f"server IDENTITY_WORKERS=2, {pinned}")
+            )
             sync_probe = self._start(stack, probe_server(self.work, "sync"), "sync probe")
             aio_probe = self._start(stack, probe_server(self.work, "aio"), "aio probe")
             scenarios: list[tuple[str, Callable[[], LoadResult]]] = [
@@ -236,6 +247,7 @@ class Bench:
                 ("a'", self._aio(main, HEALTH_CHECK, [health])),
                 ("c2", self._aio(main, VERIFY_TOKEN, distinct)),
                 ("w1", self._h2load(one, VERIFY_TOKEN, verify)),
+                ("u", self._h2load(unpinned, VERIFY_TOKEN, verify)),
                 ("ps", self._h2load(sync_probe, HEALTH_CHECK, health)),
                 ("pa", self._h2load(aio_probe, HEALTH_CHECK, health)),
             ]
@@ -297,6 +309,7 @@ class Bench:
             Ratio("(c1)/(a)  VerifyToken cache off / health Check", r["c1"], r["a"], 0.7),
             Ratio("(c2)/(a') VerifyToken distinct / health Check (aio gen)", r["c2"], r["a'"], 0.7),
             Ratio("(w2)/(w1) two workers / one worker, VerifyToken", r["w2"], r["w1"], 1.6),
+            Ratio("(b)/(u)   workers pinned / not pinned, VerifyToken", r["b"], r["u"]),
             Ratio("(vd)/(nd) in-process distinct / aws-jwt-verify", r["vd"], r["nd"], 1.0),
             Ratio("(vr)/(nr) in-process repeated / aws-jwt-verify", r["vr"], r["nr"]),
             Ratio("(pa)/(ps) asyncio / sync server, do-nothing call", r["pa"], r["ps"]),
@@ -358,7 +371,7 @@ class Bench:
         ]
         sections = [
             ("gRPC over loopback", [r[k] for k in ("a", "b", "b/2", "c1", "a'", "c2")]),
-            ("workers (SO_REUSEPORT)", [r["w1"], r["w2"]]),
+            ("workers (SO_REUSEPORT)", [r["w1"], r["w2"], r["u"]]),
             ("serving-model probe", [r["ps"], r["pa"]]),
             ("verifier alone (calls/s on one core)", [r[k] for k in ("vd", "vr", "nd", "nr")]),
         ]
@@ -380,9 +393,13 @@ class Bench:
 
 
 def results_path(quick: bool, cores: int) -> Path:
-    """bench/results/<UTC date>-<n>cores[-quick].txt (BENCH_RESULTS_DIR overrides the folder)."""
+    """bench/results/<UTC date and time>-<n>cores[-quick].txt (BENCH_RESULTS_DIR: the folder).
+
+    One file per run: on a shared machine the spread between runs is part of
+    the result.
+    """
     folder = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%MZ")
     return folder / f"{date}-{cores}cores{'-quick' if quick else ''}.txt"
 
 
