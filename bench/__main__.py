@@ -125,11 +125,9 @@ class Bench:
         return server
 
     def _identity(
-        self, stack: ExitStack, workers: int, cache: int | None, what: str, *, pin: bool = True
+        self, stack: ExitStack, workers: int, cache: int | None, what: str
     ) -> ServerProcess:
-        server = identity_server(
-            self.work, self.jwks.url, workers=workers, verify_cache_size=cache, pin=pin
-        )
+        server = identity_server(self.work, self.jwks.url, workers=workers, verify_cache_size=cache)
         return self._start(stack, server, what)
 
     # -- scenarios -------------------------------------------------------
@@ -212,7 +210,6 @@ class Bench:
             "c2": Row("(c2)", "VerifyToken, all-distinct tokens, grpc.aio generator"),
             "w1": Row("(w1)", "VerifyToken repeated, IDENTITY_WORKERS=1, h2load"),
             "w2": Row("(w2)", "VerifyToken repeated, IDENTITY_WORKERS=2, h2load"),
-            "u": Row("(u)", "(b) with the workers not pinned to cores, h2load"),
             "ps": Row("(ps)", "probe: do-nothing Check, sync grpc.server, 1 process"),
             "pa": Row("(pa)", "probe: do-nothing Check, grpc.aio server, 1 process"),
             "vd": Row("(vd)", "in-process TokenVerifier, distinct tokens (cache off)"),
@@ -222,22 +219,14 @@ class Bench:
         }
         rows["c1"].notes.append("= per-call work of a distinct token")
         with ExitStack() as stack:
-            pinned = "IDENTITY_PIN_WORKERS=true"
             main = self._identity(
-                stack, w, None, f"server IDENTITY_WORKERS={w} (one per core), {pinned} (a, b, c2)"
+                stack, w, None, f"server IDENTITY_WORKERS={w} = the default (a, b, c2)"
             )
             no_cache = self._identity(
-                stack, w, 0, f"server IDENTITY_WORKERS={w}, {pinned}, IDENTITY_VERIFY_CACHE_SIZE=0"
-            )
-            unpinned = self._identity(
-                stack, w, None, f"server IDENTITY_WORKERS={w}, not pinned (u)", pin=False
+                stack, w, 0, f"server IDENTITY_WORKERS={w}, IDENTITY_VERIFY_CACHE_SIZE=0 (c1)"
             )
             one = main if w == 1 else self._identity(stack, 1, None, "server IDENTITY_WORKERS=1")
-            two = (
-                main
-                if w == 2
-                else self._identity(stack, 2, None, f"server IDENTITY_WORKERS=2, {pinned}")
-            )
+            two = main if w == 2 else self._identity(stack, 2, None, "server IDENTITY_WORKERS=2")
             sync_probe = self._start(stack, probe_server(self.work, "sync"), "sync probe")
             aio_probe = self._start(stack, probe_server(self.work, "aio"), "aio probe")
             scenarios: list[tuple[str, Callable[[], LoadResult]]] = [
@@ -247,7 +236,6 @@ class Bench:
                 ("a'", self._aio(main, HEALTH_CHECK, [health])),
                 ("c2", self._aio(main, VERIFY_TOKEN, distinct)),
                 ("w1", self._h2load(one, VERIFY_TOKEN, verify)),
-                ("u", self._h2load(unpinned, VERIFY_TOKEN, verify)),
                 ("ps", self._h2load(sync_probe, HEALTH_CHECK, health)),
                 ("pa", self._h2load(aio_probe, HEALTH_CHECK, health)),
             ]
@@ -309,7 +297,6 @@ class Bench:
             Ratio("(c1)/(a)  VerifyToken cache off / health Check", r["c1"], r["a"], 0.7),
             Ratio("(c2)/(a') VerifyToken distinct / health Check (aio gen)", r["c2"], r["a'"], 0.7),
             Ratio("(w2)/(w1) two workers / one worker, VerifyToken", r["w2"], r["w1"], 1.6),
-            Ratio("(b)/(u)   workers pinned / not pinned, VerifyToken", r["b"], r["u"]),
             Ratio("(vd)/(nd) in-process distinct / aws-jwt-verify", r["vd"], r["nd"], 1.0),
             Ratio("(vr)/(nr) in-process repeated / aws-jwt-verify", r["vr"], r["nr"]),
             Ratio("(pa)/(ps) asyncio / sync server, do-nothing call", r["pa"], r["ps"]),
@@ -371,7 +358,7 @@ class Bench:
         ]
         sections = [
             ("gRPC over loopback", [r[k] for k in ("a", "b", "b/2", "c1", "a'", "c2")]),
-            ("workers (SO_REUSEPORT)", [r["w1"], r["w2"], r["u"]]),
+            ("workers (SO_REUSEPORT)", [r["w1"], r["w2"]]),
             ("serving-model probe", [r["ps"], r["pa"]]),
             ("verifier alone (calls/s on one core)", [r[k] for k in ("vd", "vr", "nd", "nr")]),
         ]

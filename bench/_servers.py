@@ -289,7 +289,6 @@ def identity_server(
     *,
     workers: int,
     verify_cache_size: int | None = None,
-    pin: bool = False,
     name: str = "identity server",
 ) -> ServerProcess:
     """The real server (`python -m identity_server`) over the benchmark's key set."""
@@ -305,7 +304,6 @@ def identity_server(
         # Never contacted by VerifyToken or Check; a port nothing listens on.
         AWS_ENDPOINT_URL="http://127.0.0.1:9",
         IDENTITY_WORKERS=str(workers),
-        IDENTITY_PIN_WORKERS="true" if pin else "false",
     )
     if verify_cache_size is not None:
         env["IDENTITY_VERIFY_CACHE_SIZE"] = str(verify_cache_size)

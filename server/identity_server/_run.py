@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from identity_server import _logging
-from identity_server._settings import Settings, usable_cpus
+from identity_server._settings import Settings
 
 if TYPE_CHECKING:
     from identity_server._server import IdentityServer
@@ -73,26 +72,8 @@ def _stop_on_signals() -> threading.Event:
 
 def _worker(settings: Settings, index: int) -> None:
     _logging.configure()
-    if settings.pin_workers:
-        cpu = pin_to_cpu(index)
-        log.info("worker pinned", extra={"worker": index, "cpu": cpu})
     # Only the first worker serves metrics: one scrape target per instance.
     sys.exit(serve(settings, reuse_port=True, metrics=index == 0))
-
-
-def pin_to_cpu(index: int) -> int:
-    """Keep this process (and the threads it starts) on one of its usable CPUs.
-
-    Worker `index` takes the index-th CPU of the set the server may use, round
-    robin when there are more workers than CPUs. A worker's event loop, grpc's
-    poller and its I/O threads then hand calls to each other on one core, and
-    no two workers' loops share a core: measured with `make bench`'s load on
-    2 cores, about 14 % more calls/s and half the p99 at half load.
-    """
-    cpus = usable_cpus()
-    cpu = cpus[index % len(cpus)]
-    os.sched_setaffinity(0, {cpu})
-    return cpu
 
 
 def serve_workers(settings: Settings) -> int:

@@ -39,7 +39,6 @@ class Settings:
     tls_client_ca: Path | None = None
     metrics_listen: tuple[str, int] | None = None
     workers: int = 1
-    pin_workers: bool = False
     verify_cache_size: int = 10_000
 
     @property
@@ -47,9 +46,6 @@ class Settings:
         """The `host:port` to bind, with IPv6 hosts in brackets."""
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"{host}:{self.listen_port}"
-
-
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def usable_cpus() -> list[int]:
@@ -136,11 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError("IDENTITY_WORKERS must be a whole number from 1 to 64")
         workers = int(workers_value)
     else:
-        workers = len(usable_cpus())
-
-    pin_value = env.get("IDENTITY_PIN_WORKERS", "").strip().lower() or "false"
-    if pin_value not in _BOOLEANS:
-        raise ConfigError("IDENTITY_PIN_WORKERS must be true or false")
+        workers = min(len(usable_cpus()), 64)
 
     cache_value = env.get("IDENTITY_VERIFY_CACHE_SIZE", "").strip() or "10000"
     if not cache_value.isdigit() or int(cache_value) > 10_000_000:
@@ -164,6 +156,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls_client_ca=tls_client_ca,
         metrics_listen=metrics,
         workers=workers,
-        pin_workers=_BOOLEANS[pin_value],
         verify_cache_size=int(cache_value),
     )

@@ -48,15 +48,13 @@ def test_region_override_and_extra_clients_and_tls() -> None:
     assert settings.workers == 3
 
 
-def test_workers_default_to_the_cpus_the_process_may_use() -> None:
-    settings = load_settings(BASE)
-    assert settings.workers == len(os.sched_getaffinity(0))
-    assert settings.pin_workers is False
-
-
-@pytest.mark.parametrize(("value", "pinned"), [("true", True), ("1", True), ("FALSE", False)])
-def test_pinning_workers_is_a_choice(value: str, pinned: bool) -> None:
-    assert load_settings({**BASE, "IDENTITY_PIN_WORKERS": value}).pin_workers is pinned
+@pytest.mark.parametrize(("cpus", "workers"), [({3}, 1), ({0, 2, 5}, 3), (set(range(200)), 64)])
+def test_workers_default_to_the_cpus_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch, cpus: set[int], workers: int
+) -> None:
+    # A container's cpuset or taskset, not the host's CPU count.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
+    assert load_settings(BASE).workers == workers
 
 
 @pytest.mark.parametrize(
@@ -68,7 +66,6 @@ def test_pinning_workers_is_a_choice(value: str, pinned: bool) -> None:
         ({**BASE, "IDENTITY_ALLOWED_CLIENT_IDS": "ok,not ok"}, "IDENTITY_ALLOWED_CLIENT_IDS"),
         ({**BASE, "IDENTITY_LISTEN": "127.0.0.1:70000"}, "IDENTITY_LISTEN"),
         ({**BASE, "IDENTITY_WORKERS": "0"}, "IDENTITY_WORKERS"),
-        ({**BASE, "IDENTITY_PIN_WORKERS": "maybe"}, "IDENTITY_PIN_WORKERS"),
         ({**BASE, "IDENTITY_METRICS_LISTEN": "nope"}, "IDENTITY_METRICS_LISTEN"),
         ({**BASE, "COGNITO_JWKS_URL": "http://10.0.0.1/jwks.json"}, "COGNITO_JWKS_URL"),
         ({**BASE, "IDENTITY_TLS_CLIENT_CA": "/ca.pem"}, "IDENTITY_TLS_CLIENT_CA"),
