@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench._load import LoadResult
-from bench._report import Ratio, Row, machine_ceiling
+from bench._report import Ratio, Row, machine_busy, machine_ceiling
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "identity-service benchmark"
@@ -101,3 +101,9 @@ def test_the_machine_ceiling_counts_server_and_generator_cpu() -> None:
     )
     # 300 + 100 us of CPU per call on 2 cores: at most 5,000 calls/s.
     assert machine_ceiling(shared, cores=2) == pytest.approx(5000)
+
+
+def test_the_machine_busy_share_counts_server_and_generator_cpu() -> None:
+    half = LoadResult(calls=2000, seconds=1.0, server_cpu=0.8, server_calls=2000, generator_cpu=0.2)
+    # (400 + 100 us) x 2,000 calls/s = 1 core of 2.
+    assert machine_busy(half, cores=2) == pytest.approx(0.5)
