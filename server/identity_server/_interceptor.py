@@ -10,6 +10,7 @@ handlers raise, they never call `context.abort` themselves.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import re
@@ -195,10 +196,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await self._close(method, request_id, started, failure, context)
 
         # grpc's handlers are namedtuples: swap the one behaviour that is set.
+        # A streaming behaviour either yields its answers (an async generator)
+        # or writes them with `context.write` and returns (a coroutine, as
+        # grpc's health Watch does): the wrapper must take the same shape.
         for kind, guard in _KINDS:
             behaviour = getattr(inner, kind)
             if behaviour is not None:
-                wrapper = run if guard == "unary" else stream
+                yields = guard == "stream" and inspect.isasyncgenfunction(behaviour)
+                wrapper = stream if yields else run
                 return inner._replace(**{kind: functools.partial(wrapper, behaviour)})
         raise ValueError(f"{method}: handler has no behaviour")
 

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -22,6 +23,7 @@ from tests.support.moto_tokens import access_claims, mint
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
+IDENTITY_SERVICE = pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
 
 def fails(call: object, request: object, **kwargs: object) -> Failure:
@@ -392,3 +394,14 @@ def test_an_unexpected_error_is_a_generic_internal_with_a_request_id(
     logged = identity_server.log.getvalue()[start:]
     assert request_ids[0] in logged  # the server's log line can be found from the answer
     assert "Hunter2-Secret" not in logged
+
+
+def test_the_health_watch_stream_passes_the_interceptor(identity_server: RunningServer) -> None:
+    # grpc's health Watch writes with context.write() instead of yielding.
+    with grpc.insecure_channel(identity_server.server.target) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)  # the stub is untyped
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=IDENTITY_SERVICE), timeout=10)
+        try:
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            watch.cancel()
