@@ -46,6 +46,10 @@ THREADS = 32
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_CONCURRENT_RPCS = 512
 GRACE_SECONDS = 10.0
+# A connection is closed gracefully (GOAWAY, in-flight calls finish) after about
+# this long, grpc adding +-10 % jitter: clients reconnect, so connections spread
+# again over the SO_REUSEPORT workers and over replicas added since.
+MAX_CONNECTION_AGE_SECONDS = 30 * 60.0
 
 T = TypeVar("T")
 
@@ -63,6 +67,7 @@ class IdentityServer:
         access_log: bool = True,
         reuse_port: bool = False,
         serve_metrics: bool = True,
+        max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
     ) -> None:
         tls = (
             TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -90,6 +95,7 @@ class IdentityServer:
         self._access_log = access_log
         self._reuse_port = reuse_port
         self._serve_metrics = serve_metrics
+        self._max_connection_age = max_connection_age
         self._tls = tls
         self._password_policy = self.gateway.password_policy(settings.user_pool_id)
         self.metrics_address: tuple[str, int] | None = None
@@ -122,6 +128,8 @@ class IdentityServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.max_connection_age_ms", round(self._max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", round(GRACE_SECONDS * 1000)),
             ],
         )
         pb_grpc.add_IdentityServiceServicer_to_server(
