@@ -79,18 +79,19 @@ def redact(text: str) -> str:
     return text
 
 
-_clock_second = -1
-_clock_text = ""
+# The last second rendered, and its text: one tuple, so threads read a matching pair.
+_clock: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
     """`2026-11-22T05:10:00.123Z`, with one strftime per second, not per line."""
-    global _clock_second, _clock_text
+    global _clock
     second = int(created)
-    if second != _clock_second:
-        _clock_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _clock_second = second
-    return f"{_clock_text}.{int((created - second) * 1000):03d}Z"
+    cached_second, text = _clock
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _clock = (second, text)
+    return f"{text}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

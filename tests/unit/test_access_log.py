@@ -143,3 +143,10 @@ def test_a_request_id_holding_a_registered_secret_is_redacted(root_alone: loggin
     line = buffer.getvalue()
     assert "Sup3r-Secret-Id" not in line
     assert json.loads(line)["request_id"] == "x.[secret]"
+
+
+def test_timestamps_out_of_order_each_keep_their_own_second() -> None:
+    later, earlier = 1_795_326_001.5, 1_795_325_999.25
+    assert _logging._timestamp(later) == "2026-11-22T05:40:01.500Z"
+    assert _logging._timestamp(earlier) == "2026-11-22T05:39:59.250Z"
+    assert _logging._timestamp(later + 0.25) == "2026-11-22T05:40:01.750Z"
