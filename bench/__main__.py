@@ -336,11 +336,12 @@ class Bench:
             ),
             at_least("two workers >= 1.6 x one worker, (w2)/(w1)", by_label["(w2)/(w1)"], 1.6),
         ]
-        ceiling = _report.machine_ceiling(r["w2"].load, self.cores) / r["w1"].calls_per_s
+        most = _report.machine_ceiling(r["w2"].load, self.cores)
+        ceiling = most / r["w1"].calls_per_s
         scaling_note = [
             f"(w2)/(w1) cannot exceed {ceiling:.2f} on this machine: at (w2)'s server and h2load",
             f"CPU per call, {self.cores} cores serve at most "
-            f"{_report.machine_ceiling(r['w2'].load, self.cores):,.0f} calls/s, "
+            f"{most:,.0f} calls/s, "
             f"against (w1)'s {r['w1'].calls_per_s:,.0f}/s on one worker.",
         ]
         now = datetime.datetime.now(datetime.UTC)

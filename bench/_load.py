@@ -100,6 +100,11 @@ class LoadResult:
         return self.server_cpu / self.server_calls * 1e6
 
     @property
+    def machine_cpu_us_per_call(self) -> float:
+        """Server and load generator CPU microseconds per call: what a call costs the cores."""
+        return self.server_cpu_us_per_call + self.generator_cpu_us_per_call
+
+    @property
     def generator_cpu_us_per_call(self) -> float:
         """The load generator's CPU microseconds per call, NaN if unknown."""
         if not self.server_calls or not self.generator_cpu:

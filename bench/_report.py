@@ -130,7 +130,7 @@ def machine_ceiling(shared: LoadResult | None, cores: int) -> float:
     """
     if shared is None:
         return math.nan
-    per_call_us = shared.server_cpu_us_per_call + shared.generator_cpu_us_per_call
+    per_call_us = shared.machine_cpu_us_per_call
     return cores * 1e6 / per_call_us if per_call_us > 0 else math.nan
 
 
@@ -138,8 +138,7 @@ def machine_busy(load: LoadResult | None, cores: int) -> float:
     """The share of all cores the server and the load generator used during a row."""
     if load is None:
         return math.nan
-    per_call_us = load.server_cpu_us_per_call + load.generator_cpu_us_per_call
-    return per_call_us * load.calls_per_s / 1e6 / cores
+    return load.machine_cpu_us_per_call * load.calls_per_s / 1e6 / cores
 
 
 def _version(distribution: str) -> str:

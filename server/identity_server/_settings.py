@@ -48,12 +48,12 @@ class Settings:
         return f"{host}:{self.listen_port}"
 
 
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity: a container's cpuset, taskset)."""
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity: a container's cpuset, taskset)."""
     try:
-        return sorted(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on this platform: every CPU
-        return list(range(os.cpu_count() or 1))
+        return os.cpu_count() or 1
 
 
 def parse_host_port(value: str, variable: str) -> tuple[str, int]:
@@ -132,7 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError("IDENTITY_WORKERS must be a whole number from 1 to 64")
         workers = int(workers_value)
     else:
-        workers = min(len(usable_cpus()), 64)
+        workers = min(usable_cpus(), 64)
 
     cache_value = env.get("IDENTITY_VERIFY_CACHE_SIZE", "").strip() or "10000"
     if not cache_value.isdigit() or int(cache_value) > 10_000_000:
