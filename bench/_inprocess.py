@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bench import _tokens
 from bench._servers import BenchError
-from identity_server._jwks import JwksCache
-from identity_server._verifier import TokenVerifier
+from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.verifier import TokenVerifier
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 

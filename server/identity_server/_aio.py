@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from identity_server._jwks import JwksCache
-from identity_server._verifier import TokenUse, TokenVerifier, VerifiedToken
+from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.verifier import TokenUse, TokenVerifier, VerifiedToken
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from identity_server._errors import TokenInvalid
 
 if TYPE_CHECKING:
-    from identity_server._verifier import VerifiedToken
+    from identity_server.tokens.verifier import VerifiedToken
 
 
 @dataclass(frozen=True, slots=True)

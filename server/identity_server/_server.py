@@ -28,14 +28,15 @@ from grpc_reflection.v1alpha import reflection
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, LoopSafeKeys, Offload
-from identity_server._cognito import CognitoGateway
-from identity_server._interceptor import AuthInterceptor, load_policies
-from identity_server._jwks import JwksCache
 from identity_server._metrics import Metrics
-from identity_server._servicer import IdentityServicer
 from identity_server._settings import Settings
 from identity_server._tls import TlsFiles, check_listen_security, load_server_credentials
-from identity_server._verifier import TokenVerifier
+from identity_server.api.interceptor import AuthInterceptor
+from identity_server.api.policy import load_policies
+from identity_server.api.servicer import IdentityServicer
+from identity_server.cognito.gateway import CognitoGateway
+from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.verifier import TokenVerifier
 
 log = logging.getLogger("identity_server")
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from identity_server._jwks import validate_jwks_url
+from identity_server.tokens.jwks import validate_jwks_url
 
 _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
 _CLIENT_ID = re.compile(r"^[\w+]{1,128}$")

@@ -15,9 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, Offload
-from identity_server._interceptor import AuthInterceptor, Policy
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
+from identity_server.api.interceptor import AuthInterceptor
+from identity_server.api.policy import Policy
 from tests.conftest import PASSWORD, RunningServer, User, new_email
 from tests.support.moto_tokens import access_claims, mint
 from tests.support.rpc import Failure, failure

@@ -16,9 +16,9 @@ from botocore.stub import Stubber
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-from identity_server._cognito import MAX_ATTEMPTS, CognitoGateway
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
+from identity_server.cognito.gateway import MAX_ATTEMPTS, CognitoGateway
 from identity_server.local import LocalCognito
 from tests.conftest import PASSWORD, RunningServer, new_email, wait_serving
 from tests.support.rpc import failure

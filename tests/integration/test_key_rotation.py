@@ -15,7 +15,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import LoopSafeKeys
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
-from identity_server._verifier import TokenVerifier
+from identity_server.tokens.verifier import TokenVerifier
 from tests.conftest import wait_serving
 from tests.support.rpc import failure
 from tests.support.tokens import (

@@ -19,9 +19,9 @@ from grpc_health.v1 import health_pb2
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-from identity_server._cognito import CognitoGateway
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
+from identity_server.cognito.gateway import CognitoGateway
 from identity_server.local import LocalCognito
 from tests.conftest import PASSWORD, new_email, wait_serving
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256, SHA384, HashAlgorithm
 
-from identity_server._jwks import JwksCache
-from identity_server._verifier import TokenVerifier
+from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.verifier import TokenVerifier
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TestPool1"
 CLIENT_ID = "4example0client0id0000000a"

@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.stub import Stubber
 
 from identity_server import _context, _errors
-from identity_server._cognito import (
+from identity_server.cognito.gateway import (
     BACKOFF_BASE,
     MAX_ATTEMPTS,
     ClientSecret,

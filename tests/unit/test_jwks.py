@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 
 from identity_server._errors import TokenInvalid, Unavailable
-from identity_server._jwks import (
+from identity_server.tokens.jwks import (
     MAX_JWKS_BYTES,
     JwksCache,
     JwksError,

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from identity_server._errors import TokenInvalid
-from identity_server._jwks import JwksCache, JwksError, _has_roca_fingerprint, parse_jwks
-from identity_server._jws import KeyLookup, decode_signed, decode_verified
+from identity_server.tokens.jwks import JwksCache, JwksError, _has_roca_fingerprint, parse_jwks
+from identity_server.tokens.jws import KeyLookup, decode_signed, decode_verified
 from tests.support.tokens import JWKS_URL, jwks_body, public_jwk, rsa_key
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "wycheproof"

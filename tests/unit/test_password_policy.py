@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity_server._password_policy import PasswordPolicy
+from identity_server.cognito.password_policy import PasswordPolicy
 
 POLICY = PasswordPolicy.from_cognito(
     {

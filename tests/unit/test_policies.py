@@ -7,7 +7,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 
 from identity.v1 import access_policy_pb2
 from identity.v1 import identity_service_pb2 as pb
-from identity_server._interceptor import Policy, load_policies
+from identity_server.api.policy import Policy, load_policies
 
 SERVICE = pb.DESCRIPTOR.services_by_name["IdentityService"]
 PUBLIC = {

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from identity_server._interceptor import _request_id
+from identity_server.api.interceptor import _request_id
 
 
 class Context:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from identity_server import _validation as check
 from identity_server._errors import InvalidArgument
+from identity_server.api import validation as check
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from identity_server import _jws
 from identity_server._errors import TokenInvalid
-from identity_server._jws import MAX_TOKEN_LENGTH, b64url_decode, decode_signed, decode_verified
+from identity_server.tokens import jws as _jws
+from identity_server.tokens.jws import (
+    MAX_TOKEN_LENGTH,
+    b64url_decode,
+    decode_signed,
+    decode_verified,
+)
 from tests.support.tokens import (
     CLIENT_ID,
     ISSUER,

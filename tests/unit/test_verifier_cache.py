@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from identity_server import _jws
 from identity_server._errors import TokenInvalid
-from identity_server._verifier import TokenVerifier
+from identity_server.tokens import jws as _jws
+from identity_server.tokens.verifier import TokenVerifier
 from tests.support.tokens import (
     KID,
     NOW,

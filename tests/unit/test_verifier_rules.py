@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from identity_server._errors import TokenInvalid
-from identity_server._verifier import TokenUse, TokenVerifier, VerifiedToken
+from identity_server.tokens.verifier import TokenUse, TokenVerifier, VerifiedToken
 from tests.support.tokens import (
     CLIENT_ID,
     ISSUER,

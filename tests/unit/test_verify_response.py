@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from identity.v1 import identity_service_pb2 as pb
-from identity_server._servicer import _verify_response
-from identity_server._verifier import TokenUse, VerifiedToken
+from identity_server.api.servicer import _verify_response
+from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 EVERY_JSON_KIND: dict[str, Any] = {
     "sub": "5f0c-\u00e9t\u00e9",

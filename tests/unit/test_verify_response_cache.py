@@ -11,8 +11,8 @@ import pytest
 from identity.v1 import identity_service_pb2 as pb
 from identity_server._aio import Offload
 from identity_server._errors import InvalidArgument, PermissionDenied
-from identity_server._servicer import IdentityServicer
-from identity_server._verifier import VerifiedToken
+from identity_server.api.servicer import IdentityServicer
+from identity_server.tokens.verifier import VerifiedToken
 
 
 def principal(sub: str) -> VerifiedToken:

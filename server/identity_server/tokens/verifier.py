@@ -26,9 +26,9 @@ from typing import Final, Literal, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from ._errors import TokenInvalid, Unavailable
-from ._jwks import JwksCache
-from ._jws import TOKEN_MALFORMED, decode_verified
+from identity_server._errors import TokenInvalid, Unavailable
+from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.jws import TOKEN_MALFORMED, decode_verified
 
 TokenUse = Literal["access", "id"]
 

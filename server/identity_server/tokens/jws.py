@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from ._errors import TokenInvalid
+from identity_server._errors import TokenInvalid
 
 MAX_TOKEN_LENGTH: Final = 8192
 ALGORITHM: Final = "RS256"

@@ -33,7 +33,7 @@ from typing import IO, Final
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
-from ._jws import b64url_decode, loads_strict
+from identity_server.tokens.jws import b64url_decode, loads_strict
 
 MAX_JWKS_BYTES: Final = 1 << 20
 MIN_RSA_BITS: Final = 2048

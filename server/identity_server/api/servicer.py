@@ -18,9 +18,7 @@ import grpc
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-from identity_server import _validation as check
 from identity_server._aio import AsyncVerifier, Offload
-from identity_server._cognito import Challenge, CognitoGateway, Tokens
 from identity_server._context import current_caller
 from identity_server._errors import (
     FieldViolation,
@@ -30,10 +28,12 @@ from identity_server._errors import (
     NotImplementedYet,
     TokenInvalid,
 )
-from identity_server._interceptor import require_any
 from identity_server._logging import mask_email
-from identity_server._password_policy import PasswordPolicy
-from identity_server._verifier import TokenUse, VerifiedToken
+from identity_server.api import validation as check
+from identity_server.api.policy import require_any
+from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
+from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
     "SOFTWARE_TOKEN_MFA": pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,

@@ -16,35 +16,26 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
 from grpc_status import rpc_status
 
-from identity.v1 import access_policy_pb2
 from identity_server import _context
 from identity_server._context import Caller
 from identity_server._errors import (
     AccessDenied,
     IdentityError,
     Internal,
-    PermissionDenied,
     TokenInvalid,
 )
 from identity_server._logging import log_rpc
-from identity_server._validation import MAX_TOKEN
-from identity_server._verifier import TokenUse, VerifiedToken
+from identity_server.api.policy import OPEN_SERVICES, Policy, require_any
+from identity_server.api.validation import MAX_TOKEN
+from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 log = logging.getLogger("identity_server.rpc")
 
-# Services outside identity.v1 that anyone may call.
-OPEN_SERVICES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
 # A caller's own request id, if it is this simple; ASCII, so it never needs escaping.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -57,51 +48,6 @@ _KINDS = (
     ("unary_stream", "stream"),
     ("stream_stream", "stream"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Who may call one method."""
-
-    public: bool
-    any_group: frozenset[str] = frozenset()
-    any_scope: frozenset[str] = frozenset()
-
-
-def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
-    """Full method name -> policy, for every method that declares one.
-
-    A declared policy must be either public or authenticated, and group or
-    scope requirements only go with authenticated; anything else stops
-    start-up rather than guessing.
-    """
-    policies: dict[str, Policy] = {}
-    for service in services:
-        for method in service.methods:
-            options = method.GetOptions()
-            if not options.HasExtension(access_policy_pb2.access):
-                continue
-            declared = options.Extensions[access_policy_pb2.access]
-            name = f"/{service.full_name}/{method.name}"
-            if declared.public == declared.authenticated:
-                raise ValueError(
-                    f"{name}: access policy must set exactly one of public, authenticated"
-                )
-            if declared.public and (declared.any_group or declared.any_scope):
-                raise ValueError(f"{name}: a public method cannot require groups or scopes")
-            policies[name] = Policy(
-                public=declared.public,
-                any_group=frozenset(declared.any_group),
-                any_scope=frozenset(declared.any_scope),
-            )
-    return policies
-
-
-def require_any(wanted: Iterable[str], held: Iterable[str], reason: str) -> None:
-    """PERMISSION_DENIED unless `held` has at least one of a non-empty `wanted`."""
-    wanted = frozenset(wanted)
-    if wanted and wanted.isdisjoint(held):
-        raise PermissionDenied(reason=reason)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

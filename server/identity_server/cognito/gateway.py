@@ -51,8 +51,8 @@ from identity_server._errors import (
     UserNotConfirmed,
 )
 from identity_server._logging import register_secret
-from identity_server._password_policy import PasswordPolicy
 from identity_server._settings import Settings
+from identity_server.cognito.password_policy import PasswordPolicy
 
 log = logging.getLogger("identity_server.cognito")
 

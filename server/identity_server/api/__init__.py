@@ -1,0 +1,1 @@
+"""The API surface: servicer, interceptor, access policy, request validation."""

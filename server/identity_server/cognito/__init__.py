@@ -1,0 +1,1 @@
+"""Everything that talks to Cognito: the gateway and the pool's password policy."""

@@ -1,0 +1,1 @@
+"""Local token verification: JWS decoding, the key set, the verifier."""
