@@ -196,6 +196,28 @@ class AccessDenied(IdentityError):
     default_message = "This method is not open to callers."
 
 
+class MalformedRequest(InvalidArgument):
+    """The request body is not a valid message of the method's request type."""
+
+    default_reason = "MALFORMED_REQUEST"
+    default_message = "The request could not be decoded."
+
+
+class RequestTooLarge(InvalidArgument):
+    """The request body is over the size cap; no retry will help."""
+
+    default_reason = "REQUEST_TOO_LARGE"
+    default_message = "The request is too large."
+
+
+class ServerBusy(IdentityError):
+    """Too many calls (or long-lived streams) in flight on this server; carries RetryInfo."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "SERVER_BUSY"
+    default_message = "The server is busy; retry later."
+
+
 class Internal(IdentityError):
     """Anything unexpected; the details stay in the server log."""
 

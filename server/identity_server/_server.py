@@ -8,6 +8,12 @@ behind a small synchronous facade (`start`, `stop`, `target`), so the command,
 the local stack and the tests drive it the same way. Blocking work (boto3) runs
 on a thread pool (`_aio.Offload`).
 
+Unary calls and streams are bounded separately (see `api/interceptor.py`), and
+each connection carries at most `MAX_STREAMS_PER_CONNECTION` streams at once
+(HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): idle health Watch or reflection
+streams cannot starve the unary calls. Reflection (v1 and v1alpha) is served
+unless `IDENTITY_REFLECTION` turns it off.
+
 grpc's own health servicer reports NOT_SERVING until the key set is loaded,
 and again from the moment a shutdown starts; `stop` drains in-flight calls
 within the grace period (grpc's own graceful stop).
@@ -23,7 +29,6 @@ from typing import Any, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -31,8 +36,14 @@ from identity_server._aio import AsyncVerifier, LoopSafeKeys, Offload
 from identity_server._metrics import Metrics
 from identity_server._settings import Settings
 from identity_server._tls import TlsFiles, check_listen_security, load_server_credentials
-from identity_server.api.interceptor import AuthInterceptor
+from identity_server.api.interceptor import (
+    MAX_REQUEST_BYTES,
+    MAX_STREAMS,
+    STREAM_MAX_AGE,
+    AuthInterceptor,
+)
 from identity_server.api.policy import load_policies
+from identity_server.api.reflection import enable_reflection
 from identity_server.api.servicer import IdentityServicer
 from identity_server.cognito.gateway import CognitoGateway
 from identity_server.tokens.jwks import JwksCache
@@ -43,9 +54,12 @@ log = logging.getLogger("identity_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IdentityService"].full_name
 # Threads for blocking Cognito calls; VerifyToken runs on the event loop.
 THREADS = 32
-# Requests are small: the largest field is an 8 KiB token.
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_CONCURRENT_RPCS = 512
+# The transport's own cap on a request body. Between MAX_REQUEST_BYTES (64 KiB)
+# and this, the interceptor answers REQUEST_TOO_LARGE; beyond it grpc refuses the
+# body before any of our code runs (RESOURCE_EXHAUSTED without details).
+MAX_MESSAGE_BYTES = 4 * MAX_REQUEST_BYTES
+# Streams one connection may have open at once (unary calls included).
+MAX_STREAMS_PER_CONNECTION = 128
 GRACE_SECONDS = 10.0
 # A connection is closed gracefully (GOAWAY, in-flight calls finish) after about
 # this long, grpc adding +-10 % jitter: clients reconnect, so connections spread
@@ -69,13 +83,12 @@ class IdentityServer:
         reuse_port: bool = False,
         serve_metrics: bool = True,
         max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
+        max_streams: int = MAX_STREAMS,
+        stream_max_age: float = STREAM_MAX_AGE,
     ) -> None:
-        tls = (
-            TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-            if settings.tls_cert is not None and settings.tls_key is not None
-            else None
-        )
-        check_listen_security(settings.listen_host, tls)
+        # Listen security and the TLS files first: nothing else (no Cognito call)
+        # happens with a start-up that cannot serve.
+        self._credentials = check_start_up(settings)
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.keys: JwksCache = (
@@ -97,7 +110,8 @@ class IdentityServer:
         self._reuse_port = reuse_port
         self._serve_metrics = serve_metrics
         self._max_connection_age = max_connection_age
-        self._tls = tls
+        self._max_streams = max_streams
+        self._stream_max_age = stream_max_age
         self._password_policy = self.gateway.password_policy(settings.user_pool_id)
         self.metrics_address: tuple[str, int] | None = None
         self._stopped = threading.Event()
@@ -122,12 +136,17 @@ class IdentityServer:
             verifier.verify,
             observe=self.metrics.observe_rpc,
             access_log=self._access_log,
+            max_streams=self._max_streams,
+            stream_max_age=self._stream_max_age,
         )
+        self.interceptor = interceptor
+        # No maximum_concurrent_rpcs: grpc's bound counts streams and unary calls
+        # together; the interceptor bounds them apart.
         self.server = grpc.aio.server(
             interceptors=[interceptor],
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
                 ("grpc.max_connection_age_ms", round(self._max_connection_age * 1000)),
                 ("grpc.max_connection_age_grace_ms", round(GRACE_SECONDS * 1000)),
@@ -145,12 +164,11 @@ class IdentityServer:
             self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
+        if self.settings.reflection:
+            enable_reflection(self.server, (SERVICE_NAME, health.SERVICE_NAME))
         listen = self.settings.listen
-        if self._tls is not None:
-            port = self.server.add_secure_port(listen, load_server_credentials(self._tls))
+        if self._credentials is not None:
+            port = self.server.add_secure_port(listen, self._credentials)
         else:
             port = self.server.add_insecure_port(listen)
         if port == 0:
@@ -178,7 +196,7 @@ class IdentityServer:
             log.info("metrics listening", extra={"address": f"{host}:{port}"})
         self.keys.start()
         threading.Thread(target=self._await_keys, name="await-keys", daemon=True).start()
-        log.info("listening", extra={"address": self.target, "tls": self._tls is not None})
+        log.info("listening", extra={"address": self.target, "tls": self._credentials is not None})
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Health NOT_SERVING, refuse new calls, let in-flight calls finish."""
@@ -232,6 +250,21 @@ class IdentityServer:
         self._thread.join(5)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def check_start_up(settings: Settings) -> grpc.ServerCredentials | None:
+    """What start-up checks before serving or forking workers: listen security, TLS files.
+
+    Returns the server credentials (None for plaintext on loopback); raises
+    ValueError with one line for the operator.
+    """
+    tls = (
+        TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        if settings.tls_cert is not None and settings.tls_key is not None
+        else None
+    )
+    check_listen_security(settings.listen_host, tls)
+    return None if tls is None else load_server_credentials(tls)
 
 
 class _NoContext:

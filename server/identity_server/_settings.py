@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from identity_server._tls import is_loopback
 from identity_server.tokens.jwks import validate_jwks_url
 
 _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
@@ -40,6 +42,7 @@ class Settings:
     metrics_listen: tuple[str, int] | None = None
     workers: int = 1
     verify_cache_size: int = 10_000
+    reflection: bool = True
 
     @property
     def listen(self) -> str:
@@ -106,7 +109,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed.add(extra)
 
     issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
-    jwks_url = env.get("COGNITO_JWKS_URL", "").strip() or f"{issuer}/.well-known/jwks.json"
+    endpoint = env.get("AWS_ENDPOINT_URL", "").strip() or None
+    jwks_url = env.get("COGNITO_JWKS_URL", "").strip() or _default_jwks_url(
+        issuer, endpoint, pool_id
+    )
     try:
         jwks_url = validate_jwks_url(jwks_url)
     except ValueError as exc:
@@ -148,7 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_client_ids=frozenset(allowed),
         issuer=issuer,
         jwks_url=jwks_url,
-        aws_endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
+        aws_endpoint_url=endpoint,
         listen_host=host,
         listen_port=port,
         tls_cert=tls_cert,
@@ -157,4 +163,35 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_listen=metrics,
         workers=workers,
         verify_cache_size=int(cache_value),
+        reflection=_flag(env, "IDENTITY_REFLECTION", default=True),
     )
+
+
+def _default_jwks_url(issuer: str, endpoint: str | None, pool_id: str) -> str:
+    """The pool's key set: under the issuer, or where a loopback Cognito serves it.
+
+    A local Cognito stand-in (moto, cognito-local) at a loopback
+    `AWS_ENDPOINT_URL` serves the key set at `{endpoint}/{pool}/.well-known/jwks.json`;
+    its issuer keeps the AWS form. A remote endpoint (a VPC endpoint, a proxy)
+    changes nothing: the key set still comes from the issuer.
+    """
+    if endpoint is not None:
+        parts = urllib.parse.urlsplit(endpoint)
+        if parts.scheme in ("http", "https") and is_loopback(parts.hostname or ""):
+            return f"{endpoint.rstrip('/')}/{pool_id}/.well-known/jwks.json"
+    return f"{issuer}/.well-known/jwks.json"
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    value = env.get(variable, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{variable} must be true or false, got {value[:16]!r}")

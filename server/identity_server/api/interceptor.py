@@ -5,10 +5,23 @@ each method in the proto descriptors. A method without one is refused (deny by
 default); outside `identity.v1`, only the health and reflection services pass.
 This is also the one place where domain errors become `google.rpc.Status`:
 handlers raise, they never call `context.abort` themselves.
+
+Request bodies are decoded here too (the handler's `request_deserializer` is
+wrapped): a body over the size cap or one that is not a valid message of the
+method's type is answered INVALID_ARGUMENT (`REQUEST_TOO_LARGE`,
+`MALFORMED_REQUEST`) with one access line, never with grpc's UNKNOWN and a
+traceback.
+
+Calls are bounded in two separate pools, so that long-lived streams that
+anyone may open (health Watch, reflection) can never starve the unary calls:
+at most `max_calls` unary calls and `max_streams` streams are in flight, and a
+stream is closed (status OK) once it is `stream_max_age` seconds old. Over a
+bound, a call is answered RESOURCE_EXHAUSTED `SERVER_BUSY` with a `RetryInfo`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -27,6 +40,9 @@ from identity_server._errors import (
     AccessDenied,
     IdentityError,
     Internal,
+    MalformedRequest,
+    RequestTooLarge,
+    ServerBusy,
     TokenInvalid,
 )
 from identity_server._logging import log_rpc
@@ -41,13 +57,31 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 RpcObserver = Callable[[str, str, float], None]
 Verify = Callable[[str, TokenUse], Awaitable[VerifiedToken]]
-# Handler fields, and whether the wrapped behaviour answers once or streams.
-_KINDS = (
-    ("unary_unary", "unary"),
-    ("stream_unary", "unary"),
-    ("unary_stream", "stream"),
-    ("stream_stream", "stream"),
-)
+# Handler fields; every kind but unary_unary is a stream (bounded and aged as one).
+_KINDS = ("unary_unary", "stream_unary", "unary_stream", "stream_stream")
+
+# Requests are small: the largest field is an 8 KiB token.
+MAX_REQUEST_BYTES = 64 * 1024
+# Unary calls in flight per process (grpc's own bound counted streams too).
+MAX_CALLS = 512
+# Streams in flight per process (health Watch, reflection), and their age limit.
+MAX_STREAMS = 100
+STREAM_MAX_AGE = 300.0
+# The RetryInfo delay of a SERVER_BUSY answer.
+BUSY_RETRY_SECONDS = 1.0
+
+
+class _Refused:
+    """What the wrapped deserializer hands on, instead of a message, for a refused body."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: type[IdentityError]) -> None:
+        self.error = error
+
+
+_MALFORMED = _Refused(MalformedRequest)
+_TOO_LARGE = _Refused(RequestTooLarge)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -60,11 +94,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         *,
         observe: RpcObserver | None = None,
         access_log: bool = True,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_calls: int = MAX_CALLS,
+        max_streams: int = MAX_STREAMS,
+        stream_max_age: float = STREAM_MAX_AGE,
     ) -> None:
         self._policies = dict(policies)
         self._verify = verify
         self._observe = observe
         self._access_log = access_log
+        self._max_request_bytes = max_request_bytes
+        self._max_calls = max_calls
+        self._max_streams = max_streams
+        self._stream_max_age = stream_max_age
+        # In flight now; only ever touched on the server's event loop.
+        self.calls = 0
+        self.streams = 0
         self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
@@ -108,13 +153,53 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             failure: IdentityError | None = None
             result: Any = None
             try:
-                tokens = _context.enter(
-                    _deadline(context), await self._authorize(method, policy, context)
-                )
+                if request.__class__ is _Refused:
+                    raise request.error()
+                if self.calls >= self._max_calls:
+                    raise ServerBusy(retry_after=BUSY_RETRY_SECONDS)
+                self.calls += 1
                 try:
-                    result = await behaviour(request, context)
+                    tokens = _context.enter(
+                        _deadline(context), await self._authorize(method, policy, context)
+                    )
+                    try:
+                        result = await behaviour(request, context)
+                    finally:
+                        _context.leave(tokens)
                 finally:
-                    _context.leave(tokens)
+                    self.calls -= 1
+            except IdentityError as exc:
+                failure = exc
+            except Exception:  # noqa: BLE001 - logged with its traceback by _unexpected
+                failure = _unexpected(method, request_id)
+            await self._close(method, request_id, started, failure, context)
+            return result
+
+        async def run_stream(behaviour: Any, request: Any, context: Any) -> Any:
+            # A stream that writes with context.write and returns (grpc's health
+            # Watch), or reads a request stream and answers once.
+            started, request_id = time.perf_counter(), _request_id(context)
+            failure: IdentityError | None = None
+            result: Any = None
+            try:
+                if request.__class__ is _Refused:
+                    raise request.error()
+                self._enter_stream()
+                try:
+                    tokens = _context.enter(
+                        _deadline(context), await self._authorize(method, policy, context)
+                    )
+                    scope = asyncio.timeout(self._stream_max_age)
+                    try:
+                        async with scope:
+                            result = await behaviour(request, context)
+                    except TimeoutError:
+                        if not scope.expired():
+                            raise
+                    finally:
+                        _context.leave(tokens)
+                finally:
+                    self.streams -= 1
             except IdentityError as exc:
                 failure = exc
             except Exception:  # noqa: BLE001 - logged with its traceback by _unexpected
@@ -127,31 +212,55 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             started, request_id = time.perf_counter(), _request_id(context)
             failure: IdentityError | None = None
             try:
-                tokens = _context.enter(
-                    _deadline(context), await self._authorize(method, policy, context)
-                )
+                if request.__class__ is _Refused:
+                    raise request.error()
+                self._enter_stream()
                 try:
-                    async for item in behaviour(request, context):
-                        yield item
+                    tokens = _context.enter(
+                        _deadline(context), await self._authorize(method, policy, context)
+                    )
+                    try:
+                        async for item in _aged(behaviour(request, context), self._stream_max_age):
+                            yield item
+                    finally:
+                        _context.leave(tokens)
                 finally:
-                    _context.leave(tokens)
+                    self.streams -= 1
             except IdentityError as exc:
                 failure = exc
             except Exception:  # noqa: BLE001 - logged with its traceback by _unexpected
                 failure = _unexpected(method, request_id)
             await self._close(method, request_id, started, failure, context)
 
-        # grpc's handlers are namedtuples: swap the one behaviour that is set.
-        # A streaming behaviour either yields its answers (an async generator)
-        # or writes them with `context.write` and returns (a coroutine, as
-        # grpc's health Watch does): the wrapper must take the same shape.
-        for kind, guard in _KINDS:
+        # grpc's handlers are namedtuples: swap the one behaviour that is set,
+        # and the request decoder. A streaming behaviour either yields its
+        # answers (an async generator) or writes them with `context.write` and
+        # returns (a coroutine, as grpc's health Watch does): the wrapper must
+        # take the same shape.
+        for kind in _KINDS:
             behaviour = getattr(inner, kind)
             if behaviour is not None:
-                yields = guard == "stream" and inspect.isasyncgenfunction(behaviour)
-                wrapper = stream if yields else run
-                return inner._replace(**{kind: functools.partial(wrapper, behaviour)})
+                if kind == "unary_unary":
+                    wrapper: Any = run
+                elif inspect.isasyncgenfunction(behaviour):
+                    wrapper = stream
+                else:
+                    wrapper = run_stream
+                decode = _decoder(
+                    inner.request_deserializer,
+                    self._max_request_bytes,
+                    request_stream=kind.startswith("stream_"),
+                )
+                return inner._replace(
+                    **{kind: functools.partial(wrapper, behaviour), "request_deserializer": decode}
+                )
         raise ValueError(f"{method}: handler has no behaviour")
+
+    def _enter_stream(self) -> None:
+        """Take a stream slot, or refuse the stream when all are taken."""
+        if self.streams >= self._max_streams:
+            raise ServerBusy(retry_after=BUSY_RETRY_SECONDS)
+        self.streams += 1
 
     async def _close(
         self,
@@ -192,15 +301,69 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The bearer token of the one `authorization` header; two are ambiguous, refused."""
+    found: str | bytes | None = None
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                break
+        if key == "authorization":
+            if found is not None:
+                raise TokenInvalid(reason="TOKEN_AMBIGUOUS")
+            found = value
+    if isinstance(found, str):
+        scheme, _, token = found.partition(" ")
+        if scheme.lower() == "bearer" and token:
             if len(token) > MAX_TOKEN:
                 raise TokenInvalid(reason="TOKEN_MALFORMED")
             return token.strip()
     raise TokenInvalid(reason="TOKEN_MISSING")
+
+
+def _decoder(
+    parse: Callable[[bytes], Any] | None, max_bytes: int, *, request_stream: bool
+) -> Callable[[bytes], Any]:
+    """The handler's request deserializer, refusing bodies over `max_bytes` or undecodable.
+
+    grpc.aio decodes a unary request before any interceptor code runs, and
+    answers a decoder's exception UNKNOWN with a logged traceback; so a refused
+    unary body comes through as a `_Refused` marker, which the wrapped
+    behaviour answers. In a request stream, the servicer reads the messages:
+    the error is raised from the read and reaches the wrapper through it.
+    """
+
+    def decode(raw: bytes) -> Any:
+        if len(raw) > max_bytes:
+            refused = _TOO_LARGE
+        else:
+            try:
+                return raw if parse is None else parse(raw)
+            except Exception:  # noqa: BLE001 - any decoder failure is the caller's bad body
+                refused = _MALFORMED
+        if request_stream:
+            raise refused.error()
+        return refused
+
+    return decode
+
+
+async def _aged(items: AsyncIterator[Any], seconds: float) -> AsyncIterator[Any]:
+    """The items of a stream until it ends or `seconds` have passed."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        while True:
+            scope = asyncio.timeout_at(deadline)
+            try:
+                async with scope:
+                    item = await anext(items)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if scope.expired():
+                    return
+                raise
+            yield item
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _deadline(context: Any) -> float | None:

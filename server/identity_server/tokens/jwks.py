@@ -322,9 +322,19 @@ class JwksCache:
         except _FETCH_ERRORS as exc:
             self.failure_count += 1
             self._last_ok = False
-            _LOG.warning(
-                "JWKS fetch failed (%s); keeping the last good key set", type(exc).__name__
-            )
+            if self.ready:
+                _LOG.warning(
+                    "JWKS fetch failed (%s) from %s; keeping the last good key set",
+                    type(exc).__name__,
+                    self._url,
+                )
+            else:
+                _LOG.warning(
+                    "JWKS fetch failed (%s) from %s; no key set was ever loaded: "
+                    "not serving until one is",
+                    type(exc).__name__,
+                    self._url,
+                )
             return False
         self._install(keys)
         self._last_ok = True
