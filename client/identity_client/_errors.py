@@ -9,6 +9,7 @@ status code and, within it, the reason.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, cast
@@ -90,6 +91,14 @@ class CodeExpired(InvalidArgument):
     """A confirmation or reset code has expired: ask for a new one."""
 
 
+class RequestTooLarge(InvalidArgument):
+    """The request is over the server's size cap (64 KiB): sending it again cannot help.
+
+    Also raised, with code RESOURCE_EXHAUSTED, when grpc itself refused the
+    message for its size (on either side), which carries no reason.
+    """
+
+
 class Unauthenticated(IdentityError):
     """UNAUTHENTICATED: the caller is not who it needs to be. See the subclasses."""
 
@@ -168,7 +177,11 @@ _BY_REASON: dict[str, type[IdentityError]] = {
     "KEY_UNKNOWN": TokenInvalid,
     "USER_NOT_CONFIRMED": UserNotConfirmed,
     "ATTEMPT_LIMIT_EXCEEDED": AttemptLimitExceeded,
+    "REQUEST_TOO_LARGE": RequestTooLarge,
 }
+
+# grpc's own refusal of a message over a size limit: RESOURCE_EXHAUSTED, no details.
+_GRPC_TOO_LARGE = re.compile(r"(?:Received|Sent) message larger than max")
 
 
 def error_class(code: grpc.StatusCode, reason: str) -> type[IdentityError]:
@@ -202,6 +215,9 @@ def from_status(
             detail.Unpack(retry)
             retry_delay = max(0.0, retry.retry_delay.ToTimedelta().total_seconds())
     cls = error_class(code, reason if domain == DOMAIN else "")
+    too_large = code is grpc.StatusCode.RESOURCE_EXHAUSTED and not reason
+    if too_large and _GRPC_TOO_LARGE.search(message):
+        cls = RequestTooLarge
     return cls(
         message,
         code=code,

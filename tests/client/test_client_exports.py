@@ -35,6 +35,7 @@ EXPORTS = {
     "Principal",
     "RateLimited",
     "RefreshTokenInvalid",
+    "RequestTooLarge",
     "RetryPolicy",
     "TlsConfig",
     "TokenInvalid",

@@ -198,3 +198,35 @@ def test_back_off_gives_up_at_max_attempts_and_for_unsafe_rpcs() -> None:
 def test_a_nonsensical_retry_policy_is_refused(make: Callable[[], RetryPolicy]) -> None:
     with pytest.raises(ValueError, match="must"):
         make()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_over_the_size_cap_is_not_retried_nor_rate_limited(
+    fake: FakeServer, kind: Kind
+) -> None:
+    fake.servicer.fail("VerifyToken", S.INVALID_ARGUMENT, "REQUEST_TOO_LARGE", times=3)
+    with pytest.raises(ic.RequestTooLarge) as caught:
+        _verify(fake, kind)
+    assert not isinstance(caught.value, ic.RateLimited)
+    assert fake.servicer.calls["VerifyToken"] == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_grpcs_own_message_size_refusal_is_request_too_large_not_rate_limited(
+    fake: FakeServer, kind: Kind
+) -> None:
+    fake.servicer.fail_plain(
+        "VerifyToken", S.RESOURCE_EXHAUSTED, "Received message larger than max (300000 vs. 262144)"
+    )
+    with pytest.raises(ic.RequestTooLarge) as caught:
+        _verify(fake, kind)
+    assert not isinstance(caught.value, ic.RateLimited)
+    assert (caught.value.code, caught.value.reason) == (S.RESOURCE_EXHAUSTED, "")
+    assert fake.servicer.calls["VerifyToken"] == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_server_busy_is_retried_after_its_retry_delay(fake: FakeServer, kind: Kind) -> None:
+    fake.servicer.fail("VerifyToken", S.RESOURCE_EXHAUSTED, "SERVER_BUSY", retry_delay=0.01)
+    _verify(fake, kind)
+    assert fake.servicer.calls["VerifyToken"] == 2
