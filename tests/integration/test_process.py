@@ -83,8 +83,9 @@ def test_bad_configuration_stops_start_up_with_one_clear_line(
 def test_refuses_a_public_address_without_tls(local_cognito: LocalCognito) -> None:
     process = run_server(local_cognito.environment("0.0.0.0:0"))
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 1
-    assert "without TLS" in stderr.strip().splitlines()[-1]
+    assert process.returncode == 2
+    (line,) = stderr.strip().splitlines()
+    assert "without TLS" in line
 
 
 def test_sigterm_stops_the_server_gracefully(local_cognito: LocalCognito) -> None:
@@ -191,3 +192,98 @@ def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -
     finally:
         process.kill()
         process.wait()
+
+
+class ConnectionCounter:
+    """A TCP listener that only counts the connections made to it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.socket.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def connections(self) -> int:
+        count = 0
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except TimeoutError:
+                return count
+            connection.close()
+            count += 1
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "mentions"),
+    [
+        ({"IDENTITY_LISTEN": "0.0.0.0:50999"}, "refusing to listen on 0.0.0.0 without TLS"),
+        (
+            {
+                "IDENTITY_LISTEN": "0.0.0.0:50999",
+                "IDENTITY_TLS_CERT": "/nonexistent/cert.pem",
+                "IDENTITY_TLS_KEY": "/nonexistent/key.pem",
+            },
+            "IDENTITY_TLS_CERT: file not found: /nonexistent/cert.pem",
+        ),
+    ],
+    ids=["plaintext-off-loopback", "missing-tls-file"],
+)
+def test_workers_are_not_started_when_listen_security_or_tls_files_are_wrong(
+    settings: dict[str, str], mentions: str
+) -> None:
+    # The container's default: several workers. One line, exit 2, no traceback
+    # per worker, and not a single call to Cognito first.
+    cognito = ConnectionCounter()
+    try:
+        env = {
+            "COGNITO_USER_POOL_ID": "eu-west-1_abc",
+            "COGNITO_CLIENT_ID": "c1",
+            "COGNITO_JWKS_URL": f"{cognito.url}/jwks.json",
+            "AWS_ENDPOINT_URL": cognito.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "IDENTITY_WORKERS": "2",
+            **settings,
+        }
+        process = run_server(env)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2
+        (line,) = stderr.strip().splitlines()
+        assert line.startswith("identity-server: ")
+        assert mentions in line
+        assert cognito.connections() == 0
+    finally:
+        cognito.close()
+
+
+def test_a_client_only_install_says_to_install_the_server_extra() -> None:
+    # Without the server extra, cryptography (and boto3) are missing.
+    entry = (
+        "import sys; sys.modules['cryptography'] = None; "
+        "from identity_server.__main__ import main; sys.exit(main())"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", entry], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert "identity-service[server]" in line
+    assert "'cryptography'" in line
+    assert process.stdout == ""
+
+
+def test_a_loopback_endpoint_alone_finds_the_local_key_set(local_cognito: LocalCognito) -> None:
+    # No COGNITO_JWKS_URL: the key set comes from the loopback AWS_ENDPOINT_URL.
+    env = dict(local_cognito.environment("127.0.0.1:0"))
+    del env["COGNITO_JWKS_URL"]
+    server = IdentityServer(load_settings(env), access_log=False, serve_metrics=False)
+    try:
+        server.start()
+        wait_serving(server.target)
+    finally:
+        server.stop(grace=1)

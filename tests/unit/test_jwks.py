@@ -473,3 +473,30 @@ def test_unavailable_does_not_hide_a_malformed_token() -> None:
     with pytest.raises(TokenInvalid) as caught:
         verifier(keys).verify("not.a.token")
     assert caught.value.reason == "TOKEN_MALFORMED"
+
+
+def test_a_failed_first_fetch_logs_the_url_and_that_no_key_set_was_ever_loaded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fetcher = StaticFetcher()
+    fetcher.down = True
+    cache = JwksCache(JWKS_URL, fetcher=fetcher, clock=FakeClock())
+    with caplog.at_level("WARNING", logger="identity_server"):
+        assert not cache.refresh()
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert JWKS_URL in message
+    assert "no key set was ever loaded" in message
+    assert "last good" not in message
+
+
+def test_a_failed_refetch_after_a_load_logs_the_url_and_keeps_the_last_good_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fetcher = StaticFetcher()
+    cache = loaded_cache(fetcher)
+    fetcher.down = True
+    with caplog.at_level("WARNING", logger="identity_server"):
+        assert not cache.refresh()
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert JWKS_URL in message
+    assert "keeping the last good key set" in message

@@ -84,3 +84,42 @@ def test_plain_http_key_set_is_allowed_on_loopback_only() -> None:
         {**BASE, "COGNITO_JWKS_URL": "http://127.0.0.1:5000/p/.well-known/jwks.json"}
     )
     assert settings.jwks_url.startswith("http://127.0.0.1:5000/")
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://127.0.0.1:5000", "http://localhost:5000/", "http://[::1]:5000"]
+)
+def test_a_loopback_endpoint_gives_the_key_set_url_the_local_cognito_serves(
+    endpoint: str,
+) -> None:
+    settings = load_settings({**BASE, "AWS_ENDPOINT_URL": endpoint})
+    assert settings.jwks_url == (f"{endpoint.rstrip('/')}/eu-west-1_AbC123/.well-known/jwks.json")
+    # The issuer keeps the AWS form: local stand-ins put it in their tokens.
+    assert settings.issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+
+
+def test_a_remote_endpoint_or_an_explicit_url_keeps_its_key_set_url() -> None:
+    remote = load_settings({**BASE, "AWS_ENDPOINT_URL": "https://vpce.example.com"})
+    assert remote.jwks_url == remote.issuer + "/.well-known/jwks.json"
+    explicit = load_settings(
+        {
+            **BASE,
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "COGNITO_JWKS_URL": "https://keys.example.com/jwks.json",
+        }
+    )
+    assert explicit.jwks_url == "https://keys.example.com/jwks.json"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("", True), ("1", True), ("true", True), ("off", False), ("FALSE", False)],
+)
+def test_reflection_is_on_unless_turned_off(value: str | None, expected: bool) -> None:
+    env = dict(BASE) if value is None else {**BASE, "IDENTITY_REFLECTION": value}
+    assert load_settings(env).reflection is expected
+
+
+def test_a_reflection_setting_that_is_not_a_boolean_is_refused() -> None:
+    with pytest.raises(ConfigError, match="IDENTITY_REFLECTION"):
+        load_settings({**BASE, "IDENTITY_REFLECTION": "maybe"})
