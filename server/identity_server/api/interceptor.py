@@ -329,19 +329,25 @@ def _decoder(
     the error is raised from the read and reaches the wrapper through it.
     """
 
+    read: Callable[[bytes], Any] = _raw if parse is None else parse
+
     def decode(raw: bytes) -> Any:
-        if len(raw) > max_bytes:
-            refused = _TOO_LARGE
-        else:
+        if len(raw) <= max_bytes:
             try:
-                return raw if parse is None else parse(raw)
+                return read(raw)
             except Exception:  # noqa: BLE001 - any decoder failure is the caller's bad body
                 refused = _MALFORMED
+        else:
+            refused = _TOO_LARGE
         if request_stream:
             raise refused.error()
         return refused
 
     return decode
+
+
+def _raw(body: bytes) -> bytes:
+    return body
 
 
 async def _aged(items: AsyncIterator[Any], seconds: float) -> AsyncIterator[Any]:
