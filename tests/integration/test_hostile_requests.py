@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 import identity_client as ic
 from identity.v1 import identity_service_pb2 as pb
-from identity_server._server import IdentityServer
+from identity_server._server import MAX_STREAMS_PER_CONNECTION, IdentityServer
 from identity_server._settings import load_settings
 from identity_server.api.interceptor import MAX_STREAMS
 from identity_server.local import LocalCognito
@@ -354,6 +354,25 @@ def test_idle_watch_and_reflection_streams_do_not_starve_unary_calls(
     while fresh_server.interceptor.streams and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fresh_server.interceptor.streams == 0
+
+
+def test_one_connection_carries_at_most_its_share_of_streams(
+    local_cognito: LocalCognito,
+) -> None:
+    server = started(local_cognito, max_streams=1000)
+    flood = StreamFlood(server.target, connections=1, per_connection=200)
+    try:
+        flood.open()
+        deadline = time.monotonic() + 30
+        while server.interceptor.streams < MAX_STREAMS_PER_CONNECTION:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # the rest wait on the client: the server never sees them
+        assert server.interceptor.streams == MAX_STREAMS_PER_CONNECTION
+        assert not any(future.done() for future in flood.ended)
+    finally:
+        flood.close()
+        server.stop(grace=1)
 
 
 def test_a_stream_over_the_cap_is_refused_server_busy_with_retry_info(
