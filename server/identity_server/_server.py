@@ -35,6 +35,7 @@ from identity_server.api.interceptor import AuthInterceptor
 from identity_server.api.policy import load_policies
 from identity_server.api.servicer import IdentityServicer
 from identity_server.cognito.gateway import CognitoGateway
+from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.tokens.jwks import JwksCache
 from identity_server.tokens.verifier import TokenVerifier
 
@@ -69,6 +70,7 @@ class IdentityServer:
         reuse_port: bool = False,
         serve_metrics: bool = True,
         max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
+        identity_pool: IdentityPool | None = None,
     ) -> None:
         tls = (
             TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -90,6 +92,9 @@ class IdentityServer:
             cache_size=settings.verify_cache_size,
         )
         self.gateway = gateway or CognitoGateway.from_settings(
+            settings, max_connections=THREADS, observe=self.metrics.observe_cognito
+        )
+        self.identity_pool = identity_pool or IdentityPool.from_settings(
             settings, max_connections=THREADS, observe=self.metrics.observe_cognito
         )
         self.offload = Offload(THREADS)
@@ -141,6 +146,7 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
+                identity_pool=self.identity_pool,
             ),
             self.server,
         )

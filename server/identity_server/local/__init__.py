@@ -23,11 +23,13 @@ from typing import Any
 import boto3
 
 from identity_server._logging import mask_email
+from identity_server.local.identity_pool import LIMITS as IDENTITY_POOL_LIMITS
+from identity_server.local.identity_pool import create_identity_pool
 
 REGION = "us-east-1"
 _RESET_HEADER = "x-moto-forgot-password-confirmation-code"
 
-LIMITS = (
+LIMITS: tuple[str, ...] = (
     "sign-up confirmation codes are neither sent nor checked: any code confirms",
     "reset codes are checked only when they start with 'moto-confirmation-code:'",
     "password policy is not applied to reset passwords",
@@ -35,6 +37,7 @@ LIMITS = (
     "tokens are signed with moto's built-in key: never trust it outside tests",
     "no hosted UI, /oauth2 endpoints, Lambda triggers or throttling",
 )
+LIMITS += IDENTITY_POOL_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class LocalCognito:
         self.pool_id = ""
         self.client_id = ""
         self.secret_name = ""
+        self.identity_pool_id = ""
 
     def start(self) -> LocalCognito:
         """Start moto, then create the pool, the app client and its secret."""
@@ -116,6 +120,9 @@ class LocalCognito:
         self.secret_name = definition["secret_name"]
         self.client("secretsmanager").create_secret(
             Name=self.secret_name, SecretString=app["UserPoolClient"]["ClientSecret"]
+        )
+        self.identity_pool_id = create_identity_pool(
+            self.client("cognito-identity"), issuer=self.issuer, client_id=self.client_id
         )
         return self
 
@@ -150,6 +157,7 @@ class LocalCognito:
             "AWS_ENDPOINT_URL": self.endpoint,
             "IDENTITY_LISTEN": listen,
             "IDENTITY_WORKERS": "1",
+            "COGNITO_IDENTITY_POOL_ID": self.identity_pool_id,
         }
 
 
