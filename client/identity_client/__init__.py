@@ -34,6 +34,7 @@ from identity_client._errors import (
 from identity_client._models import (
     AuthChallenge,
     AuthTokens,
+    AwsCredentials,
     CodeDelivery,
     FederatedSignInStart,
     Principal,
@@ -63,6 +64,7 @@ __all__ = [
     "User",
     "TotpSetup",
     "FederatedSignInStart",
+    "AwsCredentials",
     # errors
     "IdentityError",
     "FieldViolation",
