@@ -117,6 +117,15 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
 # -- resolving -------------------------------------------------------------
 
 
+def _resources(template: Mapping[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    found = [
+        (logical_id, dict(resource.get("Properties") or {}))
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == kind
+    ]
+    return found
+
+
 class Resolver:
     """Intrinsic functions, evaluated against parameters and the resources made so far."""
 
@@ -138,6 +147,11 @@ class Resolver:
             else:
                 self.values[name] = str(raw)
         self.attributes: dict[str, Any] = {}
+        # The functions are not made; the pool names them by the ARNs they would have.
+        for logical_id, properties in _resources(template, "AWS::Lambda::Function"):
+            name = self(properties.get("FunctionName")) or f"{STACK_NAME}-{logical_id}"
+            arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
+            self.made(logical_id, arn, Arn=arn)
 
     def made(self, logical_id: str, ref: str, **attributes: Any) -> None:
         """Record a resource: what `Ref` gives, and its `Fn::GetAtt` attributes."""
@@ -212,25 +226,11 @@ class Definition:
     triggers: dict[str, Trigger] = field(default_factory=dict)
 
 
-def _resources(template: Mapping[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
-    found = [
-        (logical_id, dict(resource.get("Properties") or {}))
-        for logical_id, resource in template["Resources"].items()
-        if resource.get("Type") == kind
-    ]
-    return found
-
-
 def _one(template: Mapping[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
     found = _resources(template, kind)
     if len(found) != 1:
         raise TemplateError(f"the template must have exactly one {kind}, not {len(found)}")
     return found[0]
-
-
-def _function_arn(resolver: Resolver, logical_id: str, properties: Mapping[str, Any]) -> str:
-    name = resolver(properties.get("FunctionName")) or f"{STACK_NAME}-{logical_id}"
-    return f"arn:aws:lambda:{resolver.region}:{ACCOUNT_ID}:function:{name}"
 
 
 def user_pool_kwargs(properties: Mapping[str, Any], resolve: Resolver) -> dict[str, Any]:
@@ -252,11 +252,8 @@ def build(client: Callable[[str], Any], region: str, path: Path | None = None) -
     made = Definition()
     cognito = client("cognito-idp")
 
-    # The functions are not made; the pool names them by the ARNs they would have.
     for logical_id, properties in _resources(template, "AWS::Lambda::Function"):
         variables = (properties.get("Environment") or {}).get("Variables") or {}
-        arn = _function_arn(resolve, logical_id, properties)
-        resolve.made(logical_id, arn, Arn=arn)
         made.triggers[logical_id] = Trigger(
             handler=str(properties.get("Handler", "")),
             environment={key: str(resolve(value)) for key, value in variables.items()},
