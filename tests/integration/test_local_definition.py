@@ -99,11 +99,15 @@ def test_the_local_groups_domain_provider_secret_and_identity_pool_are_the_templ
     local_cognito: LocalCognito, template: dict[str, Any]
 ) -> None:
     cognito = local_cognito.client("cognito-idp")
-    groups = cognito.list_groups(UserPoolId=local_cognito.pool_id)["Groups"]
-    assert {(g["GroupName"], g.get("Description"), g.get("Precedence")) for g in groups} == {
-        (g["GroupName"], g.get("Description"), g.get("Precedence"))
-        for g in properties(template, "AWS::Cognito::UserPoolGroup")
+    wanted = properties(template, "AWS::Cognito::UserPoolGroup")
+    assert local_cognito.definition.groups == tuple(g["GroupName"] for g in wanted)
+    described = {  # other tests add groups of their own to the session's pool
+        g["GroupName"]: (g.get("Description"), g.get("Precedence"))
+        for page in cognito.get_paginator("list_groups").paginate(UserPoolId=local_cognito.pool_id)
+        for g in page["Groups"]
     }
+    for group in wanted:
+        assert described[group["GroupName"]] == (group.get("Description"), group.get("Precedence"))
 
     (provider_spec,) = properties(template, "AWS::Cognito::UserPoolIdentityProvider")
     provider = cognito.describe_identity_provider(
