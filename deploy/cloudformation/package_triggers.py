@@ -1,4 +1,4 @@
-"""Zip the Lambda triggers for the template: `python deploy/cloudformation/package_triggers.py OUT.zip`.
+"""Zip the Lambda triggers: `python deploy/cloudformation/package_triggers.py OUT.zip`.
 
 The zip holds the package `identity_triggers/` (from `triggers/`) at its root,
 so the template's handlers `identity_triggers.pre_sign_up.handler` and

@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -105,7 +106,8 @@ def check(
         options.append(("grpc.ssl_target_name_override", server_name))
         channel = grpc.secure_channel(target, credentials, options=options)
     with channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        # grpc's generated stub is untyped here (as in tests/conftest.py).
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
