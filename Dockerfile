@@ -52,15 +52,18 @@ EXPOSE 50051
 
 USER 10001:10001
 
-# gRPC health check of the whole server (service ""), to localhost on the port
-# of IDENTITY_LISTEN. With IDENTITY_TLS_CERT set it speaks TLS and trusts the
-# certificate(s) in that file, so the server certificate must name "localhost"
-# (a DNS SAN). With IDENTITY_TLS_CLIENT_CA set it presents IDENTITY_TLS_CERT/KEY
-# as its client certificate, which passes only if that CA issued the server
-# certificate and the certificate allows clientAuth. Without TLS it uses
-# plaintext, which the server allows only on a loopback IDENTITY_LISTEN.
-# tests/unit/test_tls.py runs this exact command against real TLS servers.
+# gRPC health check of the whole server (service ""): identity_server.probe, also
+# installed as `identity-server-health` (the Kubernetes exec probes run that). It
+# dials the port of IDENTITY_LISTEN on loopback. With IDENTITY_TLS_CERT set it
+# speaks TLS, trusts the certificate(s) in that file (or IDENTITY_HEALTH_CA) and
+# expects the server certificate to name "localhost" (a DNS SAN). With
+# IDENTITY_TLS_CLIENT_CA set it presents IDENTITY_TLS_CERT/KEY as its client
+# certificate, which passes only if that CA issued the server certificate and the
+# certificate allows clientAuth. Without TLS it uses plaintext, which the server
+# allows only on a loopback IDENTITY_LISTEN. tests/unit/test_tls.py runs this exact
+# command against real TLS servers; tests/deploy/test_image_install.py installs
+# the image's runtime into a clean venv and runs it against the real server.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os,sys,grpc;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;e=os.environ.get;r=lambda n:open(e(n),'rb').read();port=e('IDENTITY_LISTEN','127.0.0.1:50051').rsplit(':',1)[1];c=grpc.secure_channel('localhost:'+port,grpc.ssl_channel_credentials(r('IDENTITY_TLS_CERT'),*((r('IDENTITY_TLS_KEY'),r('IDENTITY_TLS_CERT')) if e('IDENTITY_TLS_CLIENT_CA') else ()))) if e('IDENTITY_TLS_CERT') else grpc.insecure_channel('localhost:'+port);sys.exit(0 if g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=5).status==h.HealthCheckResponse.SERVING else 1)"]
+    CMD ["python", "-m", "identity_server.probe"]
 
 ENTRYPOINT ["identity-server"]

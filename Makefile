@@ -47,6 +47,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy tests bench
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint deploy/cloudformation/identity.yaml
+	$(BIN)/python -m deploy.check
 
 fmt: $(STAMP)
 	cd protos && $(BIN)/buf format -w

@@ -35,6 +35,7 @@ from identity_client._errors import (
 from identity_client._models import (
     AuthChallenge,
     AuthTokens,
+    AwsCredentials,
     CodeDelivery,
     FederatedSignInStart,
     Principal,
@@ -64,6 +65,7 @@ __all__ = [
     "User",
     "TotpSetup",
     "FederatedSignInStart",
+    "AwsCredentials",
     # errors
     "IdentityError",
     "FieldViolation",

@@ -20,6 +20,7 @@ from identity_client._interceptor import BearerInterceptor, bearer
 from identity_client._models import (
     AuthChallenge,
     AuthTokens,
+    AwsCredentials,
     CodeDelivery,
     FederatedSignInStart,
     Principal,
@@ -261,3 +262,13 @@ class IdentityClient:
         )
         response = self._call(rpcs.COMPLETE_FEDERATED_SIGN_IN, request, timeout)
         return models.auth_tokens(response.tokens)
+
+    # AWS credentials from the identity pool -----------------------------------
+
+    def get_aws_credentials(
+        self, *, access_token: str, id_token: str, timeout: float | None = None
+    ) -> AwsCredentials:
+        """Temporary AWS credentials for the signed-in user (both tokens must be theirs)."""
+        request = pb.GetAwsCredentialsRequest(id_token=id_token)
+        response = self._call(rpcs.GET_AWS_CREDENTIALS, request, timeout, access_token)
+        return models.aws_credentials(response)

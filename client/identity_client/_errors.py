@@ -175,6 +175,8 @@ _BY_REASON: dict[str, type[IdentityError]] = {
     "INVALID_CREDENTIALS": InvalidCredentials,
     "REFRESH_TOKEN_INVALID": RefreshTokenInvalid,
     "KEY_UNKNOWN": TokenInvalid,
+    "ID_TOKEN_MISMATCH": TokenInvalid,
+    "ID_TOKEN_REJECTED": TokenInvalid,
     "USER_NOT_CONFIRMED": UserNotConfirmed,
     "ATTEMPT_LIMIT_EXCEEDED": AttemptLimitExceeded,
     "REQUEST_TOO_LARGE": RequestTooLarge,

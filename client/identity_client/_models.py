@@ -115,6 +115,21 @@ class FederatedSignInStart:
     nonce: str = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class AwsCredentials:
+    """Temporary AWS credentials of the caller's identity-pool identity.
+
+    The secret key and session token never appear in repr.
+    """
+
+    identity_id: str
+    """The caller's identity (`<region>:<uuid>`), `${cognito-identity.amazonaws.com:sub}`."""
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+
+
 def _enum_name(name_of: Callable[[E], str], value: E, prefix: str) -> str:
     try:
         return name_of(value).removeprefix(prefix)
@@ -215,6 +230,17 @@ def federated_start(message: pb.StartFederatedSignInResponse) -> FederatedSignIn
         code_verifier=message.code_verifier,
         state=message.state,
         nonce=message.nonce,
+    )
+
+
+def aws_credentials(message: pb.GetAwsCredentialsResponse) -> AwsCredentials:
+    issued = message.credentials
+    return AwsCredentials(
+        identity_id=message.identity_id,
+        access_key_id=issued.access_key_id,
+        secret_access_key=issued.secret_access_key,
+        session_token=issued.session_token,
+        expiration=_datetime(issued.expiration) if issued.HasField("expiration") else _EPOCH,
     )
 
 

@@ -7,7 +7,8 @@ refresh token; nothing is consumed) and StartFederatedSignIn (builds a URL).
 Everything that creates, consumes or sends something is not: SignUp, SignIn,
 Confirm, ConfirmReset, ForgotPassword, ResendConfirmationCode (sends mail),
 RespondToChallenge (consumes the session), SignOut, SetUpTotp, ConfirmTotp and
-CompleteFederatedSignIn (consumes the code).
+CompleteFederatedSignIn (consumes the code). GetAwsCredentials is retryable:
+GetId finds the same identity again and new credentials replace nothing.
 
 Which RPCs need `authorization: Bearer ...` is read from the proto's own
 access policy (`identity.v1.access`), the same source the server reads.
@@ -72,6 +73,9 @@ START_FEDERATED_SIGN_IN: Rpc[pb.StartFederatedSignInRequest, pb.StartFederatedSi
 COMPLETE_FEDERATED_SIGN_IN: Rpc[
     pb.CompleteFederatedSignInRequest, pb.CompleteFederatedSignInResponse
 ] = Rpc("CompleteFederatedSignIn", False)
+GET_AWS_CREDENTIALS: Rpc[pb.GetAwsCredentialsRequest, pb.GetAwsCredentialsResponse] = Rpc(
+    "GetAwsCredentials", True
+)
 
 ALL: tuple[Rpc[Any, Any], ...] = (
     SIGN_UP,
@@ -89,6 +93,7 @@ ALL: tuple[Rpc[Any, Any], ...] = (
     CONFIRM_TOTP,
     START_FEDERATED_SIGN_IN,
     COMPLETE_FEDERATED_SIGN_IN,
+    GET_AWS_CREDENTIALS,
 )
 
 

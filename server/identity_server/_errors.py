@@ -188,6 +188,14 @@ class NotImplementedYet(IdentityError):
     default_message = "This method is not implemented yet."
 
 
+class IdentityPoolNotConfigured(IdentityError):
+    """GetAwsCredentials on a server without `COGNITO_IDENTITY_POOL_ID`."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "IDENTITY_POOL_NOT_CONFIGURED"
+    default_message = "AWS credentials are not offered by this service."
+
+
 class AccessDenied(IdentityError):
     """A method with no access policy: refused, whoever calls."""
 

@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TextIO
 
@@ -24,7 +25,8 @@ _SENSITIVE = re.compile(
     r"(?P<jwt>\beyJ[\w-]*\.[\w-]*\.[\w-]*)"
     r"|(?P<code>moto-confirmation-code:\S*)"
     r"|(?P<key>(?i:\b(?:password|new_password|code|secret|secret_hash|token|refresh_token|"
-    r"access_token|id_token|session))['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
+    r"access_token|id_token|session|secret_?key|secret_access_key|session_?token))"
+    r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"
     r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
 )
 # Every match above needs one of these; text without any is left alone cheaply.
@@ -42,6 +44,9 @@ def _replace(match: re.Match[str]) -> str:
     return f"{match.group('key')}[redacted]"
 
 
+# Values scrubbed only from the lines of one call (its context): short-lived
+# credentials, which the process-wide set would collect for ever.
+_call_secrets: ContextVar[tuple[str, ...]] = ContextVar("identity_call_secrets", default=())
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _secrets_snapshot: tuple[str, ...] = ()
@@ -63,6 +68,16 @@ def register_secret(value: str) -> None:
         _field.cache_clear()  # a cached field may hold the value
 
 
+def register_call_secrets(*values: str) -> None:
+    """Scrub these values from every later log line of the current call.
+
+    For credentials handed out per call (GetAwsCredentials): the access line
+    and any error logged in the call's context are scrubbed, and nothing is
+    kept once the call is over.
+    """
+    _call_secrets.set(_call_secrets.get() + tuple(v for v in values if len(v) >= 4))
+
+
 def mask_email(email: str) -> str:
     """`ada@example.com` -> `a***@e***`: enough to tell mails apart, no more."""
     local, _, domain = email.partition("@")
@@ -72,6 +87,9 @@ def mask_email(email: str) -> str:
 def redact(text: str) -> str:
     """Remove tokens, e-mails, codes and registered secrets from free text."""
     for secret in _secrets_snapshot:
+        if secret in text:
+            text = text.replace(secret, "[secret]")
+    for secret in _call_secrets.get():
         if secret in text:
             text = text.replace(secret, "[secret]")
     if any(marker in text for marker in _MARKERS):

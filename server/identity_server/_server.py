@@ -46,6 +46,7 @@ from identity_server.api.policy import load_policies
 from identity_server.api.reflection import enable_reflection
 from identity_server.api.servicer import IdentityServicer
 from identity_server.cognito.gateway import CognitoGateway
+from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.tokens.jwks import JwksCache
 from identity_server.tokens.verifier import TokenVerifier
 
@@ -85,6 +86,7 @@ class IdentityServer:
         max_connection_age: float = MAX_CONNECTION_AGE_SECONDS,
         max_streams: int = MAX_STREAMS,
         stream_max_age: float = STREAM_MAX_AGE,
+        identity_pool: IdentityPool | None = None,
     ) -> None:
         # Listen security and the TLS files first: nothing else (no Cognito call)
         # happens with a start-up that cannot serve.
@@ -103,6 +105,9 @@ class IdentityServer:
             cache_size=settings.verify_cache_size,
         )
         self.gateway = gateway or CognitoGateway.from_settings(
+            settings, max_connections=THREADS, observe=self.metrics.observe_cognito
+        )
+        self.identity_pool = identity_pool or IdentityPool.from_settings(
             settings, max_connections=THREADS, observe=self.metrics.observe_cognito
         )
         self.offload = Offload(THREADS)
@@ -160,6 +165,7 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
+                identity_pool=self.identity_pool,
             ),
             self.server,
         )

@@ -16,6 +16,7 @@ _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
 _CLIENT_ID = re.compile(r"^[\w+]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 _SECRET_ID = re.compile(r"^[\w/+=.@:-]{1,2048}$")
+_IDENTITY_POOL_ID = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d:[0-9a-f-]{1,42}$")
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,7 @@ class Settings:
     workers: int = 1
     verify_cache_size: int = 10_000
     reflection: bool = True
+    identity_pool_id: str | None = None
 
     @property
     def listen(self) -> str:
@@ -146,6 +148,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if workers > 1 and port == 0:
         raise ConfigError("IDENTITY_LISTEN needs a fixed port when IDENTITY_WORKERS is above 1")
 
+    identity_pool_id = env.get("COGNITO_IDENTITY_POOL_ID", "").strip() or None
+    if identity_pool_id is not None and not _IDENTITY_POOL_ID.fullmatch(identity_pool_id):
+        raise ConfigError("COGNITO_IDENTITY_POOL_ID is malformed: expected <region>:<uuid>")
+
     return Settings(
         user_pool_id=pool_id,
         region=region,
@@ -164,6 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         workers=workers,
         verify_cache_size=int(cache_value),
         reflection=_flag(env, "IDENTITY_REFLECTION", default=True),
+        identity_pool_id=identity_pool_id,
     )
 
 

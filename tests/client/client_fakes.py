@@ -365,6 +365,17 @@ class FakeIdentity(pb_grpc.IdentityServiceServicer):
         self._caller(self._enter("ConfirmTotp", request, context), context)
         return pb.ConfirmTotpResponse()
 
+    def GetAwsCredentials(
+        self, request: pb.GetAwsCredentialsRequest, context: grpc.ServicerContext
+    ) -> pb.GetAwsCredentialsResponse:
+        self._caller(self._enter("GetAwsCredentials", request, context), context)
+        response = pb.GetAwsCredentialsResponse(identity_id="us-east-1:identity-1")
+        response.credentials.access_key_id = "ASIAKEY1"
+        response.credentials.secret_access_key = "secret-key-1"
+        response.credentials.session_token = "session-token-1"
+        response.credentials.expiration.FromSeconds(int(NOW + LIFETIME))
+        return response
+
     def StartFederatedSignIn(
         self, request: pb.StartFederatedSignInRequest, context: grpc.ServicerContext
     ) -> pb.StartFederatedSignInResponse:

@@ -199,6 +199,18 @@ def test_rpcs_not_served_yet_answer_unimplemented(client: IdentityClient) -> Non
         assert caught.value.reason == "NOT_IMPLEMENTED"
 
 
+def test_get_aws_credentials_for_the_callers_own_id_token(client: IdentityClient) -> None:
+    _, tokens = _account(client)
+    _, other = _account(client)
+    issued = client.get_aws_credentials(access_token=tokens.access_token, id_token=tokens.id_token)
+    assert issued.identity_id
+    assert issued.access_key_id
+    assert issued.expiration.timestamp() > time.time()
+    with pytest.raises(ic.TokenInvalid) as caught:
+        client.get_aws_credentials(access_token=tokens.access_token, id_token=other.id_token)
+    assert caught.value.reason == "ID_TOKEN_MISMATCH"
+
+
 def test_token_session_refreshes_against_the_server(client: IdentityClient) -> None:
     _, tokens = _account(client)
     clock = FakeClock(time.time())

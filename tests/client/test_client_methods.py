@@ -15,6 +15,7 @@ from identity_client import (
     AsyncIdentityClient,
     AuthChallenge,
     AuthTokens,
+    AwsCredentials,
     CodeDelivery,
     FederatedSignInStart,
     IdentityClient,
@@ -93,6 +94,18 @@ def _federated(result: object, fake: FakeIdentity) -> None:
         state="state-1",
         nonce="nonce-1",
     )
+
+
+def _aws(result: object, fake: FakeIdentity) -> None:
+    assert result == AwsCredentials(
+        identity_id="us-east-1:identity-1",
+        access_key_id="ASIAKEY1",
+        secret_access_key="secret-key-1",
+        session_token="session-token-1",
+        expiration=datetime.fromtimestamp(NOW + LIFETIME, UTC),
+    )
+    assert "secret-key-1" not in repr(result)
+    assert "session-token-1" not in repr(result)
 
 
 def _access(fake: FakeIdentity) -> str:
@@ -228,6 +241,13 @@ CASES = [
             code="auth-code", code_verifier="v", redirect_uri="https://app.example/cb", nonce="n"
         ),
         _tokens,
+    ),
+    Case(
+        "GetAwsCredentials",
+        lambda c, f: c.get_aws_credentials(access_token=_access(f), id_token="id-token-1"),
+        lambda c, f: c.get_aws_credentials(access_token=_access(f), id_token="id-token-1"),
+        pb.GetAwsCredentialsRequest(id_token="id-token-1"),
+        _aws,
     ),
 ]
 

@@ -149,6 +149,7 @@ def test_only_the_rpcs_without_side_effects_are_retryable() -> None:
         "GetCurrentUser",
         "Refresh",
         "StartFederatedSignIn",
+        "GetAwsCredentials",
     }
 
 

@@ -70,6 +70,9 @@ def test_account_flow_leaves_no_secret_in_the_log(
     for call, request in others:
         with contextlib.suppress(grpc.RpcError):
             call(request, timeout=10, metadata=bearer)
+    credentials = stub.GetAwsCredentials(
+        pb.GetAwsCredentialsRequest(id_token=tokens.id_token), timeout=10, metadata=bearer
+    ).credentials
     stub.SignOut(pb.SignOutRequest(refresh_token=tokens.refresh_token), timeout=10, metadata=bearer)
     stub.SignOut(pb.SignOutRequest(), timeout=10, metadata=bearer)
 
@@ -97,6 +100,8 @@ def test_account_flow_leaves_no_secret_in_the_log(
         "authorization code": auth_code,
         "code verifier": verifier,
         "nonce": nonce,
+        "aws secret access key": credentials.secret_access_key,
+        "aws session token": credentials.session_token,
     }
     leaked = [name for name, value in secrets.items() if value in logged]
     assert leaked == []
@@ -132,6 +137,24 @@ def test_redaction_scrubs_secrets_from_exception_text(caplog: object) -> None:
         assert value not in line
     assert "a***@e***" in line
     assert json.loads(line)["level"] == "error"
+
+
+def test_call_secrets_are_scrubbed_from_that_calls_lines_only() -> None:
+    import contextvars
+
+    formatter = _logging.JsonFormatter()
+
+    def line(message: str) -> str:
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, message, None, None)
+        return formatter.format(record)
+
+    def in_call() -> str:
+        _logging.register_call_secrets("Per-Call-Session-Token-42")
+        return line("answered with Per-Call-Session-Token-42")
+
+    assert "Per-Call-Session-Token-42" not in contextvars.copy_context().run(in_call)
+    assert "Per-Call-Session-Token-42" in line("Per-Call-Session-Token-42")  # not kept after it
+    assert "Key-Value-77" not in line("{'SecretKey': 'Key-Value-77', 'SessionToken': 'x'}")
 
 
 def test_account_events_leave_one_audit_line_each(

@@ -57,6 +57,12 @@ def test_workers_default_to_the_cpus_the_process_may_use(
     assert load_settings(BASE).workers == workers
 
 
+def test_the_identity_pool_is_optional() -> None:
+    assert load_settings(BASE).identity_pool_id is None
+    pool = "eu-west-1:0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    assert load_settings({**BASE, "COGNITO_IDENTITY_POOL_ID": pool}).identity_pool_id == pool
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -69,6 +75,7 @@ def test_workers_default_to_the_cpus_the_process_may_use(
         ({**BASE, "IDENTITY_METRICS_LISTEN": "nope"}, "IDENTITY_METRICS_LISTEN"),
         ({**BASE, "COGNITO_JWKS_URL": "http://10.0.0.1/jwks.json"}, "COGNITO_JWKS_URL"),
         ({**BASE, "IDENTITY_TLS_CLIENT_CA": "/ca.pem"}, "IDENTITY_TLS_CLIENT_CA"),
+        ({**BASE, "COGNITO_IDENTITY_POOL_ID": "us-east-1_nope"}, "COGNITO_IDENTITY_POOL_ID"),
     ],
 )
 def test_a_bad_setting_is_named_in_one_line(env: dict[str, str], variable: str) -> None:

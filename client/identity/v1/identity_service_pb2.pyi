@@ -1153,3 +1153,93 @@ class CompleteFederatedSignInResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteFederatedSignInResponse: _TypeAlias = CompleteFederatedSignInResponse  # noqa: Y015
+
+@_typing.final
+class GetAwsCredentialsRequest(_message.Message):
+    """Request of GetAwsCredentials. The caller is named by the bearer access token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_TOKEN_FIELD_NUMBER: _builtins.int
+    id_token: _builtins.str
+    """The caller's id token (from SignIn or Refresh). It is verified on the
+    server (token use `id`) and must carry the bearer's `sub`. At most 8 KiB.
+    """
+    def __init__(
+        self,
+        *,
+        id_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id_token", b"id_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAwsCredentialsRequest: _TypeAlias = GetAwsCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class AwsCredentials(_message.Message):
+    """Temporary AWS credentials of an identity-pool identity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_KEY_ID_FIELD_NUMBER: _builtins.int
+    SECRET_ACCESS_KEY_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRATION_FIELD_NUMBER: _builtins.int
+    access_key_id: _builtins.str
+    """The access key id."""
+    secret_access_key: _builtins.str
+    """The secret access key. A secret: never log it."""
+    session_token: _builtins.str
+    """The session token. A secret: never log it."""
+    @_builtins.property
+    def expiration(self) -> _timestamp_pb2.Timestamp:
+        """When the credentials stop working."""
+
+    def __init__(
+        self,
+        *,
+        access_key_id: _builtins.str = ...,
+        secret_access_key: _builtins.str = ...,
+        session_token: _builtins.str = ...,
+        expiration: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration", b"expiration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_key_id", b"access_key_id", "expiration", b"expiration", "secret_access_key", b"secret_access_key", "session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwsCredentials: _TypeAlias = AwsCredentials  # noqa: Y015
+
+@_typing.final
+class GetAwsCredentialsResponse(_message.Message):
+    """Response of GetAwsCredentials."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    identity_id: _builtins.str
+    """The caller's identity in the identity pool (`<region>:<uuid>`), the
+    `${cognito-identity.amazonaws.com:sub}` of IAM policies.
+    """
+    @_builtins.property
+    def credentials(self) -> Global___AwsCredentials:
+        """The temporary credentials."""
+
+    def __init__(
+        self,
+        *,
+        identity_id: _builtins.str = ...,
+        credentials: Global___AwsCredentials | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "identity_id", b"identity_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAwsCredentialsResponse: _TypeAlias = GetAwsCredentialsResponse  # noqa: Y015

@@ -115,6 +115,11 @@ class IdentityServiceStub:
                 request_serializer=identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInRequest.SerializeToString,
                 response_deserializer=identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInResponse.FromString,
                 _registered_method=True)
+        self.GetAwsCredentials = channel.unary_unary(
+                '/identity.v1.IdentityService/GetAwsCredentials',
+                request_serializer=identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsRequest.SerializeToString,
+                response_deserializer=identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -242,6 +247,16 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAwsCredentials(self, request, context):
+        """Returns temporary AWS credentials for the caller from the identity pool
+        (for example to upload to the caller's own S3 prefix). The request
+        carries the caller's id token, which must belong to the same user as the
+        bearer access token. Credentials are never logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -319,6 +334,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.CompleteFederatedSignIn,
                     request_deserializer=identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInRequest.FromString,
                     response_serializer=identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInResponse.SerializeToString,
+            ),
+            'GetAwsCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAwsCredentials,
+                    request_deserializer=identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsRequest.FromString,
+                    response_serializer=identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -732,6 +752,33 @@ class IdentityService:
             '/identity.v1.IdentityService/CompleteFederatedSignIn',
             identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInRequest.SerializeToString,
             identity_dot_v1_dot_identity__service__pb2.CompleteFederatedSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAwsCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/identity.v1.IdentityService/GetAwsCredentials',
+            identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsRequest.SerializeToString,
+            identity_dot_v1_dot_identity__service__pb2.GetAwsCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

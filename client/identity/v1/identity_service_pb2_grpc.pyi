@@ -88,6 +88,12 @@ class IdentityServiceStub:
     """
     CompleteFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]
     """Exchanges the authorization code of a federated sign-in for tokens."""
+    GetAwsCredentials: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetAwsCredentialsRequest, _identity_service_pb2.GetAwsCredentialsResponse]
+    """Returns temporary AWS credentials for the caller from the identity pool
+    (for example to upload to the caller's own S3 prefix). The request
+    carries the caller's id token, which must belong to the same user as the
+    bearer access token. Credentials are never logged.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -149,6 +155,12 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     CompleteFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]  # type: ignore[assignment]
     """Exchanges the authorization code of a federated sign-in for tokens."""
+    GetAwsCredentials: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetAwsCredentialsRequest, _identity_service_pb2.GetAwsCredentialsResponse]  # type: ignore[assignment]
+    """Returns temporary AWS credentials for the caller from the identity pool
+    (for example to upload to the caller's own S3 prefix). The request
+    carries the caller's id token, which must belong to the same user as the
+    bearer access token. Credentials are never logged.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """IdentityService puts an Amazon Cognito user pool behind one small API.
@@ -297,5 +309,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.CompleteFederatedSignInResponse, _abc.Awaitable[_identity_service_pb2.CompleteFederatedSignInResponse]]:
         """Exchanges the authorization code of a federated sign-in for tokens."""
+
+    @_abc_1.abstractmethod
+    def GetAwsCredentials(
+        self,
+        request: _identity_service_pb2.GetAwsCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.GetAwsCredentialsResponse, _abc.Awaitable[_identity_service_pb2.GetAwsCredentialsResponse]]:
+        """Returns temporary AWS credentials for the caller from the identity pool
+        (for example to upload to the caller's own S3 prefix). The request
+        carries the caller's id token, which must belong to the same user as the
+        bearer access token. Credentials are never logged.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

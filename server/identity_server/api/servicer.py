@@ -23,15 +23,17 @@ from identity_server._context import current_caller
 from identity_server._errors import (
     FieldViolation,
     IdentityError,
+    IdentityPoolNotConfigured,
     InvalidArgument,
     InvalidPassword,
     NotImplementedYet,
     TokenInvalid,
 )
-from identity_server._logging import mask_email
+from identity_server._logging import mask_email, register_call_secrets
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
 from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
+from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.cognito.password_policy import PasswordPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
@@ -152,12 +154,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         on_verify: Callable[[str], None] | None = None,
         password_policy: PasswordPolicy | None = None,
         response_cache_size: int = 10_000,
+        identity_pool: IdentityPool | None = None,
     ) -> None:
         self._gateway = gateway
         self._verifier = verifier
         self._blocking = offload.call
         self._on_verify = on_verify
         self._policy = password_policy
+        self._identity_pool = identity_pool
         # VerifyToken answers for repeated tokens: building one costs ~20 us,
         # a cache hit of the verifier ~1 us. An entry is used only while the
         # verifier hands back the very principal object it was built from, so
@@ -347,3 +351,28 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.CompleteFederatedSignInRequest, context: Context
     ) -> pb.CompleteFederatedSignInResponse:
         raise NotImplementedYet("CompleteFederatedSignIn is not implemented yet.")
+
+    async def GetAwsCredentials(
+        self, request: pb.GetAwsCredentialsRequest, context: Context
+    ) -> pb.GetAwsCredentialsResponse:
+        # The identity pool trusts whatever id token it is shown (moto's does
+        # not even check it): the token is verified here and must be the
+        # bearer's own, so no caller gets credentials for somebody else.
+        caller = current_caller()
+        if self._identity_pool is None:
+            raise IdentityPoolNotConfigured()
+        id_token = request.id_token
+        check.ensure(check.opaque(id_token, "id_token"))
+        with _audited("aws_credentials", sub=caller.principal.sub):
+            verified = await self._verifier.verify(id_token, "id")
+            if verified.sub != caller.principal.sub:
+                raise TokenInvalid(reason="ID_TOKEN_MISMATCH")
+            issued = await self._blocking(self._identity_pool.credentials, id_token)
+        register_call_secrets(issued.secret_access_key, issued.session_token)
+        response = pb.GetAwsCredentialsResponse(identity_id=issued.identity_id)
+        credentials = response.credentials
+        credentials.access_key_id = issued.access_key_id
+        credentials.secret_access_key = issued.secret_access_key
+        credentials.session_token = issued.session_token
+        credentials.expiration.FromDatetime(issued.expiration)
+        return response

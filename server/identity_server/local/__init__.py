@@ -1,8 +1,9 @@
 """The embedded local Cognito: moto's Cognito and Secrets Manager on loopback.
 
 Used by `make run` and by the tests; needs the `local` extra and never an AWS
-account. It creates the user pool and app client that `user_pool.json`
-describes, stores the client secret in Secrets Manager, and "mails" the
+account. It creates what the CloudFormation template describes (the user pool,
+its client, groups, identity provider, domain, identity pool: see
+`definition`), stores the client secret in Secrets Manager, and "mails" the
 forgot-password codes moto hands back so a person (or a test) can finish the
 flow. moto is a stand-in, not Cognito: `LIMITS` says what it does not check,
 and `_patch_moto` closes the gaps that would otherwise make it answer unlike
@@ -12,22 +13,21 @@ Cognito where this service depends on the difference.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import boto3
 
 from identity_server._logging import mask_email
+from identity_server.local import definition
 
 REGION = "us-east-1"
 _RESET_HEADER = "x-moto-forgot-password-confirmation-code"
 
-LIMITS = (
+LIMITS: tuple[str, ...] = (
     "sign-up confirmation codes are neither sent nor checked: any code confirms",
     "reset codes are checked only when they start with 'moto-confirmation-code:'",
     "password policy is not applied to reset passwords",
@@ -35,6 +35,7 @@ LIMITS = (
     "tokens are signed with moto's built-in key: never trust it outside tests",
     "no hosted UI, /oauth2 endpoints, Lambda triggers or throttling",
 )
+LIMITS += definition.LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ class LocalCognito:
         self.pool_id = ""
         self.client_id = ""
         self.secret_name = ""
+        self.identity_pool_id = ""
+        self.definition = definition.Definition()
 
     def start(self) -> LocalCognito:
         """Start moto, then create the pool, the app client and its secret."""
@@ -108,15 +111,10 @@ class LocalCognito:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        definition = json.loads(resources.files(__package__).joinpath("user_pool.json").read_text())
-        cognito = self.client("cognito-idp")
-        self.pool_id = cognito.create_user_pool(**definition["pool"])["UserPool"]["Id"]
-        app = cognito.create_user_pool_client(UserPoolId=self.pool_id, **definition["client"])
-        self.client_id = app["UserPoolClient"]["ClientId"]
-        self.secret_name = definition["secret_name"]
-        self.client("secretsmanager").create_secret(
-            Name=self.secret_name, SecretString=app["UserPoolClient"]["ClientSecret"]
-        )
+        self.definition = definition.build(self.client, REGION)
+        self.pool_id, self.client_id = self.definition.pool_id, self.definition.client_id
+        self.secret_name = self.definition.secret_name
+        self.identity_pool_id = self.definition.identity_pool_id
         return self
 
     def stop(self) -> None:
@@ -150,6 +148,7 @@ class LocalCognito:
             "AWS_ENDPOINT_URL": self.endpoint,
             "IDENTITY_LISTEN": listen,
             "IDENTITY_WORKERS": "1",
+            "COGNITO_IDENTITY_POOL_ID": self.identity_pool_id,
         }
 
 
