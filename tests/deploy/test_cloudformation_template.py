@@ -337,3 +337,12 @@ def test_trigger_roles_allow_exactly_what_the_handlers_call(template: Template) 
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+
+
+def test_standalone_iam_policy_is_the_service_roles_policy(template: Template) -> None:
+    # deploy/iam-policy.json is for a role made outside the stack (ECS, EC2); same grants.
+    standalone = json.loads((REPO / "deploy" / "iam-policy.json").read_text())["Statement"]
+    in_stack = _statements(template, "ServiceRole")
+    assert [(s["Sid"], s["Action"]) for s in standalone] == [
+        (s["Sid"], s["Action"]) for s in in_stack
+    ]
