@@ -136,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=TEMPLATE)
     parser.add_argument("--kubernetes", type=Path, default=KUBERNETES)
     args = parser.parse_args(argv)
-    problems = check_template(args.template) + check_kubernetes(args.kubernetes)
+    try:
+        problems = check_template(args.template)
+    except (OSError, ValueError) as exc:
+        problems = [f"{args.template}: {exc}"]
+    problems += check_kubernetes(args.kubernetes)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

@@ -337,3 +337,28 @@ def test_trigger_roles_allow_exactly_what_the_handlers_call(template: Template) 
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+
+
+def test_standalone_iam_policy_is_the_service_roles_policy(template: Template) -> None:
+    # deploy/iam-policy.json is for a role made outside the stack (ECS, EC2); same grants.
+    standalone = json.loads((REPO / "deploy" / "iam-policy.json").read_text())["Statement"]
+    in_stack = _statements(template, "ServiceRole")
+    assert [(s["Sid"], s["Action"]) for s in standalone] == [
+        (s["Sid"], s["Action"]) for s in in_stack
+    ]
+
+
+def test_trigger_zip_is_reproducible_and_holds_only_sources(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    package = source / "identity_triggers"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""triggers"""\n')
+    (package / "pre_sign_up.py").write_text("def handler(event, context):\n    return event\n")
+    (package / "__pycache__" / "pre_sign_up.cpython-311.pyc").write_bytes(b"\0")
+    (package / "notes.txt").write_text("not shipped")
+    first, second = tmp_path / "a.zip", tmp_path / "b.zip"
+    names = package_triggers.build(first, source)
+    (package / "pre_sign_up.py").touch()  # a new mtime must not change the bytes
+    package_triggers.build(second, source)
+    assert names == ["identity_triggers/__init__.py", "identity_triggers/pre_sign_up.py"]
+    assert first.read_bytes() == second.read_bytes()

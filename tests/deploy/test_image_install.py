@@ -35,7 +35,8 @@ import pytest
 from identity_server.local import LocalCognito
 from tests.support.pki import Pki, make_pki
 
-pytestmark = pytest.mark.slow
+# The first test also pays for the install (about 30 s here, more on a loaded machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
