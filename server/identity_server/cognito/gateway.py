@@ -71,8 +71,24 @@ _NEVER_SENT = (EndpointConnectionError, ConnectTimeoutError)
 
 Observer = Callable[[str, str, float], None]
 ErrorFactory = Callable[[], IdentityError]
-# `None` in a table: the error is answered as success (no enumeration).
-ErrorTable = Mapping[str, ErrorFactory | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Hidden:
+    """A table entry: the error gets the answer the other kind of account gets.
+
+    `answer` is that answer (None: success). Logged at `level`, without the
+    e-mail, so the operator still sees what the caller is not told: a refused
+    delivery, a per-account limit, a trigger or configuration fault.
+    """
+
+    answer: ErrorFactory | None = None
+    level: int = logging.WARNING
+
+
+# In a table: `None` answers the error as success, silently (no enumeration);
+# `Hidden` answers it as the other kind of account is answered, and logs it.
+ErrorTable = Mapping[str, ErrorFactory | Hidden | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,31 +217,79 @@ _DEFAULT_ERRORS: ErrorTable = {
     "ServiceUnavailableException": Unavailable,
 }
 
-_SIGN_UP: ErrorTable = {"UsernameExistsException": None}
+# Errors that only an account's existence (or absence) can cause. Each is
+# answered the way the other kind of account is: docs/cognito-errors.md lists
+# every error of the six account operations and the answer it gets.
+_DELIVERY_FAULTS = (
+    "CodeDeliveryFailureException",
+    "InvalidEmailRoleAccessPolicyException",
+    "InvalidSmsRoleAccessPolicyException",
+    "InvalidSmsRoleTrustRelationshipException",
+)
+_TRIGGER_FAULTS = ("InvalidLambdaResponseException", "UnexpectedLambdaException")
+
+
+def _all(codes: tuple[str, ...], entry: ErrorFactory | Hidden | None) -> ErrorTable:
+    return dict.fromkeys(codes, entry)
+
+
+# An existing e-mail gets UsernameExistsException before anything else is
+# checked, so whatever a new e-mail alone can get is answered as success.
+_SIGN_UP: ErrorTable = {
+    "UsernameExistsException": None,
+    # The pre-check and attribute validation are Cognito's own rules: these
+    # mean they disagree with Cognito, which the log must say loudly.
+    "InvalidPasswordException": Hidden(level=logging.ERROR),
+    "InvalidParameterException": Hidden(level=logging.ERROR),
+    "NotAuthorizedException": Hidden(level=logging.ERROR),
+    "LimitExceededException": Hidden(),
+    "UserLambdaValidationException": Hidden(),
+    **_all(_DELIVERY_FAULTS + _TRIGGER_FAULTS, Hidden(level=logging.ERROR)),
+}
 # A code that is wrong, expired, never issued, or for an unknown account gets
 # one answer: telling them apart would tell which accounts exist.
 _CONFIRM_SIGN_UP: ErrorTable = {
     "UserNotFoundException": CodeMismatch,
     "NotAuthorizedException": CodeMismatch,
     "ExpiredCodeException": CodeMismatch,
+    "AliasExistsException": CodeMismatch,
+    "InvalidParameterException": CodeMismatch,
+    "LimitExceededException": Hidden(CodeMismatch),
+    "TooManyFailedAttemptsException": Hidden(CodeMismatch),
+    "UserLambdaValidationException": Hidden(CodeMismatch),
+    **_all(_TRIGGER_FAULTS, Hidden(CodeMismatch, logging.ERROR)),
 }
+# An unknown e-mail gets success (UserNotFoundException without the pool's
+# PreventUserExistenceErrors): every per-account refusal is answered so too.
 _RESEND: ErrorTable = {
     "UserNotFoundException": None,
     "NotAuthorizedException": None,
     "InvalidParameterException": None,
+    "LimitExceededException": Hidden(),
+    "UserLambdaValidationException": Hidden(),
+    **_all(_DELIVERY_FAULTS + _TRIGGER_FAULTS, Hidden(level=logging.ERROR)),
 }
-_FORGOT: ErrorTable = {
-    "UserNotFoundException": None,
-    "NotAuthorizedException": None,
-    "InvalidParameterException": None,
-    "UserNotConfirmedException": None,
-}
+_FORGOT: ErrorTable = {**_RESEND, "UserNotConfirmedException": None}
 _CONFIRM_RESET: ErrorTable = {
     "UserNotFoundException": CodeMismatch,
     "ExpiredCodeException": CodeMismatch,
     "NotAuthorizedException": CodeMismatch,
     "UserNotConfirmedException": CodeMismatch,
-    "InvalidPasswordException": _weak_password("new_password"),
+    "InvalidParameterException": CodeMismatch,
+    # A reused password (the pool's password history) needs the right code;
+    # it is still answered like a wrong one, the only answer an unknown gets.
+    "PasswordHistoryPolicyViolationException": Hidden(CodeMismatch, logging.INFO),
+    "InvalidPasswordException": Hidden(CodeMismatch, logging.ERROR),
+    "LimitExceededException": Hidden(CodeMismatch),
+    "TooManyFailedAttemptsException": Hidden(CodeMismatch),
+    "UserLambdaValidationException": Hidden(CodeMismatch),
+    **_all(_TRIGGER_FAULTS, Hidden(CodeMismatch, logging.ERROR)),
+}
+# An unknown e-mail gets UserNotFoundException (NotAuthorizedException with
+# PreventUserExistenceErrors): INVALID_CREDENTIALS.
+_SIGN_IN: ErrorTable = {
+    "UserLambdaValidationException": Hidden(InvalidCredentials),
+    **_all(_TRIGGER_FAULTS, Hidden(InvalidCredentials, logging.ERROR)),
 }
 _REFRESH: ErrorTable = {
     "NotAuthorizedException": RefreshTokenInvalid,
@@ -348,7 +412,7 @@ class CognitoGateway:
                 "AuthParameters": auth,
             }
 
-        return self._auth_result(self._call("initiate_auth", {}, params), refresh_token=None)
+        return self._auth_result(self._call("initiate_auth", _SIGN_IN, params), refresh_token=None)
 
     def refresh(self, refresh_token: str, username: str) -> Tokens:
         """REFRESH_TOKEN_AUTH; the secret hash is over the Cognito username."""
@@ -363,7 +427,10 @@ class CognitoGateway:
                 "AuthParameters": auth,
             }
 
-        result = self._auth_result(self._call("initiate_auth", _REFRESH, params), refresh_token="")
+        # Cognito checks the hash against the refresh token's own user, not
+        # against `username`: a mismatch is a wrong username (or token).
+        response = self._call("initiate_auth", _REFRESH, params, trusted_name=False)
+        result = self._auth_result(response, refresh_token="")
         if not isinstance(result, Tokens):
             raise RefreshTokenInvalid()
         return result
@@ -429,27 +496,51 @@ class CognitoGateway:
         return params
 
     def _call(
-        self, operation: str, errors: ErrorTable, params: Callable[[], dict[str, Any]]
+        self,
+        operation: str,
+        errors: ErrorTable,
+        params: Callable[[], dict[str, Any]],
+        *,
+        trusted_name: bool = True,
     ) -> dict[str, Any]:
-        """Call with retries (and once more after a secret rotation); map every failure."""
+        """Call with retries (and once more after a secret rotation); map every failure.
+
+        `trusted_name`: the SECRET_HASH is over the very name Cognito checks it
+        against (the `Username` sent), so a refused hash means our secret is
+        wrong. When it is over a name the caller supplied for something else
+        (Refresh's username), a refusal is the caller's error: no re-read, no
+        alarm, the operation's own answer for NotAuthorizedException.
+        """
         try:
             try:
                 return self._with_retries(operation, params)
             except ClientError as exc:
-                if not (self._is_secret_mismatch(exc) and self._secret and self._secret.reload()):
+                if not (
+                    trusted_name
+                    and self._is_secret_mismatch(exc)
+                    and self._secret
+                    and self._secret.reload()
+                ):
                     raise
                 return self._with_retries(operation, params)
         except ClientError as exc:
-            if self._is_secret_mismatch(exc):
+            if trusted_name and self._is_secret_mismatch(exc):
                 # Our configuration, not the caller's credentials, is wrong.
                 log.error("app client secret rejected", extra={"operation": operation})
                 raise Internal() from None
             code = _error_code(exc)
             table = errors if code in errors else _DEFAULT_ERRORS
-            factory = table.get(code, _unexpected(operation, code))
-            if factory is None:
+            entry = table.get(code, _unexpected(operation, code))
+            if isinstance(entry, Hidden):
+                log.log(
+                    entry.level,
+                    "cognito error answered as the other kind of account is",
+                    extra={"operation": operation, "cognito_error": code[:64]},
+                )
+                entry = entry.answer
+            if entry is None:
                 return {}
-            raise factory() from None
+            raise entry() from None
         except ParamValidationError:
             # Input validation should have caught this: our bug, not an outage.
             log.error("cognito request failed botocore validation", extra={"operation": operation})
