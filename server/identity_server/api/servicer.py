@@ -26,6 +26,7 @@ from identity_server._errors import (
     InvalidArgument,
     InvalidPassword,
     NotImplementedYet,
+    RefreshTokenInvalid,
     TokenInvalid,
 )
 from identity_server._logging import mask_email
@@ -206,7 +207,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ResendConfirmationCodeRequest, context: Context
     ) -> pb.ResendConfirmationCodeResponse:
         check.ensure(check.email(request.email))
-        await self._blocking(self._gateway.resend_confirmation_code, request.email)
+        with _audited("confirmation_code_resend", request.email):
+            await self._blocking(self._gateway.resend_confirmation_code, request.email)
         return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
@@ -332,10 +334,27 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
             if request.refresh_token:
-                await self._blocking(self._gateway.revoke_token, request.refresh_token)
+                await self._revoke_own(request.refresh_token, caller.access_token, caller.principal)
             else:
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
         return pb.SignOutResponse()
+
+    async def _revoke_own(
+        self, refresh_token: str, access_token: str, principal: VerifiedToken
+    ) -> None:
+        """Revoke a refresh token only once it is shown to be the caller's own.
+
+        The bearer is checked with Cognito first (GetUser): one that a global
+        sign-out already revoked is TOKEN_REVOKED and changes nothing. Then the
+        refresh token is used once with the caller's username: it must yield
+        tokens of the caller's `sub`. Anyone else's token (or a dead one) is
+        REFRESH_TOKEN_INVALID, and stays as it was.
+        """
+        await self._blocking(self._gateway.get_user, access_token)
+        tokens = await self._blocking(self._gateway.refresh, refresh_token, principal.username)
+        if not principal.sub or tokens.sub != principal.sub:
+            raise RefreshTokenInvalid()
+        await self._blocking(self._gateway.revoke_token, refresh_token)
 
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context
