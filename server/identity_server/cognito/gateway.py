@@ -460,16 +460,24 @@ class CognitoGateway:
         )
 
     def password_policy(self, user_pool_id: str) -> PasswordPolicy | None:
-        """The pool's password policy, or None when it cannot be read (logged)."""
+        """The pool's password policy; the server does not start without it.
+
+        The pre-check is what keeps a weak password from telling an existing
+        e-mail from a new one (Cognito refuses the password only for the new
+        one). Serving without it would reopen that gap silently, so a policy
+        that cannot be read (no AWS credentials, no `cognito-idp:DescribeUserPool`,
+        an unknown pool) is a start-up error: ValueError, one line, exit 1.
+        """
         try:
             pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
         except (BotoCoreError, ClientError) as exc:
             code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-            log.warning(
-                "password policy unavailable; weak sign-up passwords are left to Cognito",
-                extra={"error": code[:64]},
-            )
-            return None
+            raise ValueError(
+                f"could not read the user pool's password policy ({code[:64]}): it needs AWS"
+                " credentials allowed cognito-idp:DescribeUserPool on COGNITO_USER_POOL_ID;"
+                " without the password pre-check a weak password would tell existing e-mails"
+                " from new ones, so the server does not start"
+            ) from None
         return PasswordPolicy.from_cognito(pool.get("Policies", {}).get("PasswordPolicy", {}))
 
     def global_sign_out(self, access_token: str) -> None:
