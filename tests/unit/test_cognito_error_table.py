@@ -167,3 +167,21 @@ def test_known_and_unknown_accounts_get_the_same_bytes(
         other = other.strip("`")
     stub(stubber, rpc, other)
     assert run(client, rpc) == this
+
+
+@pytest.mark.parametrize("rpc_name", ["SignUp", "ConfirmReset"])
+@pytest.mark.parametrize(
+    "password", ["ÉÉÉÉÉÉabcdef1", "ABCDEFGHIJKß1", "Abcdefghijk²", "short", "Abcdef1", "x" * 300]
+)
+def test_a_password_cognito_could_refuse_never_reaches_cognito(
+    cognito: tuple[Any, Stubber], rpc_name: str, password: str
+) -> None:
+    """Nothing is stubbed: a Cognito call would fail the test (StubAssertionError)."""
+    client, _ = cognito
+    base = RPCS[rpc_name]
+    field = "password" if rpc_name == "SignUp" else "new_password"
+    request = type(base.request)()
+    request.CopyFrom(base.request)
+    setattr(request, field, password)
+    status, reason, _ = run(client, Rpc(base.cognito_operation, base.method, request, {}))
+    assert (status, reason) == ("INVALID_ARGUMENT", "INVALID_PASSWORD")
