@@ -33,7 +33,7 @@ from identity_server._logging import mask_email
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
 from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
-from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
@@ -151,7 +151,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         offload: Offload,
         *,
         on_verify: Callable[[str], None] | None = None,
-        password_policy: PasswordPolicy | None = None,
+        password_policy: PasswordPolicy | PendingPolicy | None = None,
         response_cache_size: int = 10_000,
     ) -> None:
         self._gateway = gateway

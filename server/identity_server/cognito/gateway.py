@@ -28,8 +28,12 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
 )
 
 from identity_server import _context
@@ -52,7 +56,7 @@ from identity_server._errors import (
 )
 from identity_server._logging import register_secret
 from identity_server._settings import Settings
-from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 
 log = logging.getLogger("identity_server.cognito")
 
@@ -459,25 +463,52 @@ class CognitoGateway:
             mfa_methods=tuple(response.get("UserMFASettingList", [])),
         )
 
-    def password_policy(self, user_pool_id: str) -> PasswordPolicy | None:
-        """The pool's password policy; the server does not start without it.
+    def password_policy(self, user_pool_id: str) -> PasswordPolicy | PendingPolicy | None:
+        """The pool's password policy, read at start-up; never None here.
 
         The pre-check is what keeps a weak password from telling an existing
         e-mail from a new one (Cognito refuses the password only for the new
-        one). Serving without it would reopen that gap silently, so a policy
-        that cannot be read (no AWS credentials, no `cognito-idp:DescribeUserPool`,
-        an unknown pool) is a start-up error: ValueError, one line, exit 1.
+        one), so the server never serves without it:
+
+        - a policy it may not read (no AWS credentials, no
+          `cognito-idp:DescribeUserPool`, an unknown pool) is a start-up
+          error: ValueError, one line, exit status 1;
+        - a Cognito it cannot reach (or that fails on its side) gives a
+          `PendingPolicy`, read again in the background; until then SignUp
+          and ConfirmReset answer UNAVAILABLE.
+
+        (Test doubles override this and may return None: no pre-check.)
         """
         try:
-            pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
+            return self._read_policy(user_pool_id)
         except (BotoCoreError, ClientError) as exc:
             code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-            raise ValueError(
-                f"could not read the user pool's password policy ({code[:64]}): it needs AWS"
-                " credentials allowed cognito-idp:DescribeUserPool on COGNITO_USER_POOL_ID;"
-                " without the password pre-check a weak password would tell existing e-mails"
-                " from new ones, so the server does not start"
-            ) from None
+            if not _is_transient(exc):
+                raise ValueError(
+                    f"could not read the user pool's password policy ({code[:64]}): it needs"
+                    " AWS credentials allowed cognito-idp:DescribeUserPool on"
+                    " COGNITO_USER_POOL_ID; without the password pre-check a weak password"
+                    " would tell existing e-mails from new ones, so the server does not start"
+                ) from None
+            log.warning(
+                "password policy not read yet; SignUp and ConfirmReset answer UNAVAILABLE"
+                " until it is",
+                extra={"error": code[:64]},
+            )
+
+        def load() -> PasswordPolicy | None:
+            try:
+                return self._read_policy(user_pool_id)
+            except (BotoCoreError, ClientError) as exc:
+                code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                level = logging.WARNING if _is_transient(exc) else logging.ERROR
+                log.log(level, "password policy still not read", extra={"error": code[:64]})
+                return None
+
+        return PendingPolicy(load)
+
+    def _read_policy(self, user_pool_id: str) -> PasswordPolicy:
+        pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
         return PasswordPolicy.from_cognito(pool.get("Policies", {}).get("PasswordPolicy", {}))
 
     def global_sign_out(self, access_token: str) -> None:
@@ -641,6 +672,29 @@ class CognitoGateway:
             session=response.get("Session", ""),
             parameters=dict(response.get("ChallengeParameters", {})),
         )
+
+
+# Failures that say nothing about the configuration: Cognito unreachable,
+# throttling, or failing on its side. Anything else (no credentials, access
+# denied, an unknown pool) will not get better by waiting.
+_TRANSIENT_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "InternalErrorException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ThrottlingException",
+    }
+)
+
+
+def _is_transient(exc: BotoCoreError | ClientError) -> bool:
+    """Whether waiting may help: not for missing credentials or Cognito's refusal."""
+    if isinstance(exc, ClientError):
+        return _error_code(exc) in _TRANSIENT_CODES
+    return not isinstance(
+        exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, NoRegionError)
+    )
 
 
 def _error_code(exc: ClientError) -> str:

@@ -16,17 +16,24 @@ upper-case letter means A-Z only, a lower-case letter a-z only, a number 0-9
 only (not `É`, `ß` or `²`, which Python's `isupper`/`islower`/`isdigit`
 accept), a symbol one of the set below or an inner space.
 
-The policy is read once at start-up (DescribeUserPool); a server that cannot
-read it refuses to start (see `CognitoGateway.password_policy`).
+The policy is read once at start-up (DescribeUserPool). A server that may not
+read it (no AWS credentials, no permission, a wrong pool) refuses to start; one
+that cannot reach Cognito yet starts with a `PendingPolicy`, which keeps
+reading in the background and answers UNAVAILABLE meanwhile (see
+`CognitoGateway.password_policy`). No new password is ever left to Cognito.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from identity_server._errors import FieldViolation
+from identity_server._errors import FieldViolation, Unavailable
+
+log = logging.getLogger("identity_server.cognito")
 
 # Cognito's special characters for RequireSymbols (the space counts too, when
 # it is neither first nor last).
@@ -105,3 +112,55 @@ class PasswordPolicy:
         if self.allows(password):
             return []
         return [FieldViolation(field, self.description)]
+
+
+class PendingPolicy:
+    """The pool's policy while Cognito cannot be reached: read again in the background.
+
+    Until a read succeeds, `check` raises Unavailable: SignUp and ConfirmReset
+    are refused before any Cognito call, never left to Cognito's own check.
+    `load` returns the policy, or None after a failure it has logged.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], PasswordPolicy | None],
+        *,
+        first_delay: float = 5.0,
+        max_delay: float = 60.0,
+    ) -> None:
+        self._load = load
+        self._policy: PasswordPolicy | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._keep_reading,
+            args=(first_delay, max_delay),
+            name="password-policy",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def policy(self) -> PasswordPolicy | None:
+        """The policy once read, else None."""
+        return self._policy
+
+    def check(self, password: str, field: str) -> list[FieldViolation]:
+        """The policy's check, or Unavailable while it is still unknown."""
+        policy = self._policy
+        if policy is None:
+            raise Unavailable()
+        return policy.check(password, field)
+
+    def close(self) -> None:
+        """Stop reading (tests; the thread is a daemon otherwise)."""
+        self._stop.set()
+
+    def _keep_reading(self, delay: float, max_delay: float) -> None:
+        while not self._stop.wait(delay):
+            policy = self._load()
+            if policy is not None:
+                self._policy = policy
+                log.info("password policy read", extra={"event": "password_policy"})
+                return
+            delay = min(delay * 2, max_delay)
