@@ -185,3 +185,20 @@ def test_a_password_cognito_could_refuse_never_reaches_cognito(
     setattr(request, field, password)
     status, reason, _ = run(client, Rpc(base.cognito_operation, base.method, request, {}))
     assert (status, reason) == ("INVALID_ARGUMENT", "INVALID_PASSWORD")
+
+
+@pytest.mark.parametrize("rpc_name", ["ForgotPassword", "ResendConfirmationCode"])
+def test_a_hidden_limit_is_answered_ok_but_audited_with_the_masked_email(
+    cognito: tuple[Any, Stubber], caplog: pytest.LogCaptureFixture, rpc_name: str
+) -> None:
+    client, stubber = cognito
+    rpc = RPCS[rpc_name]
+    stub(stubber, rpc, "LimitExceededException")
+    with caplog.at_level("INFO", logger="identity_server.audit"):
+        status, _, _ = run(client, rpc)
+    assert status == "OK"
+    [line] = [r for r in caplog.records if r.name == "identity_server.audit"]
+    assert vars(line)["email"] == "a***@e***"
+    assert vars(line)["outcome"] == "success"
+    assert vars(line)["cognito_error"] == "LimitExceededException"
+    assert EMAIL not in caplog.text

@@ -32,7 +32,7 @@ from identity_server._errors import (
 from identity_server._logging import mask_email
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
-from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
+from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens, hidden_errors
 from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
@@ -93,14 +93,26 @@ def _audited(event: str, email: str = "", sub: str = "") -> Iterator[dict[str, s
     """One audit line per account event: who (masked), what, and how it ended.
 
     The handler may fill in `sub` once it is known (for example after sign-in).
+    A Cognito error the answer hides (a per-account limit on ForgotPassword, a
+    refused delivery...) is recorded as `cognito_error`, so a flood against
+    one address shows in the log although every caller got OK.
     """
     entry = {"event": event, "email": mask_email(email) if email else "", "sub": sub}
-    try:
-        yield entry
-    except IdentityError as exc:
-        audit.info("account event", extra={**entry, "outcome": "failure", "reason": exc.reason})
-        raise
+    with hidden_errors() as hidden:
+        try:
+            yield entry
+        except IdentityError as exc:
+            _hidden_into(entry, hidden)
+            audit.info("account event", extra={**entry, "outcome": "failure", "reason": exc.reason})
+            raise
+    _hidden_into(entry, hidden)
     audit.info("account event", extra={**entry, "outcome": "success", "reason": ""})
+
+
+def _hidden_into(entry: dict[str, str], hidden: list[str]) -> None:
+    """What the answer hid (a per-account limit, a refused delivery...), for the log only."""
+    if hidden:
+        entry["cognito_error"] = hidden[-1]
 
 
 _TOKEN_USE = {"access": pb.TOKEN_USE_ACCESS, "id": pb.TOKEN_USE_ID}

@@ -16,9 +16,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +90,22 @@ class Hidden:
 
     answer: ErrorFactory | None = None
     level: int = logging.WARNING
+
+
+# The Cognito errors hidden during the current call, when the caller asked
+# (`hidden_errors`): the audit line records what the answer does not say.
+_hidden: ContextVar[list[str] | None] = ContextVar("identity_hidden_errors", default=None)
+
+
+@contextmanager
+def hidden_errors() -> Iterator[list[str]]:
+    """Collect the codes of errors the gateway hides within this block."""
+    found: list[str] = []
+    token = _hidden.set(found)
+    try:
+        yield found
+    finally:
+        _hidden.reset(token)
 
 
 # In a table: `None` answers the error as success, silently (no enumeration);
@@ -571,6 +589,9 @@ class CognitoGateway:
             table = errors if code in errors else _DEFAULT_ERRORS
             entry = table.get(code, _unexpected(operation, code))
             if isinstance(entry, Hidden):
+                found = _hidden.get()
+                if found is not None:
+                    found.append(code[:64])
                 log.log(
                     entry.level,
                     "cognito error answered as the other kind of account is",
