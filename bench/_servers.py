@@ -303,6 +303,11 @@ def identity_server(
         COGNITO_JWKS_URL=jwks_url,
         # Never contacted by VerifyToken or Check; a port nothing listens on.
         AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        # Credentials, so that the start-up policy read fails as "unreachable"
+        # (the server starts, SignUp waits for the policy) rather than as
+        # "no credentials" (the server refuses to start).
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
         IDENTITY_WORKERS=str(workers),
     )
     if verify_cache_size is not None:

@@ -213,6 +213,9 @@ class IdentityServer:
         self.keys.stop()
         self.metrics.close()
         self.offload.close()
+        close_policy = getattr(self._password_policy, "close", None)  # a PendingPolicy's reader
+        if close_policy is not None:
+            close_policy()
         self._close_loop()
         log.info("stopped")
 

@@ -21,6 +21,7 @@ import pytest
 
 from deploy import check
 from deploy.cloudformation import package_triggers
+from identity_server.api.validation import SIGN_UP_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "server" / "identity_server"
@@ -243,6 +244,14 @@ def test_pool_and_client_are_what_the_service_requires(template: Template) -> No
     assert client["TokenValidityUnits"]["RefreshToken"] == "days"
     assert client["AllowedOAuthFlows"] == ["code"]
     assert "custom:tenant_id" not in client["WriteAttributes"]
+    assert not any(name.endswith("_verified") for name in client["WriteAttributes"])
+
+
+def test_client_may_write_everything_sign_up_sends(template: Template) -> None:
+    # Cognito refuses a SignUp that writes an attribute the app client may not write.
+    client = _props(template, "UserPoolClient")
+    assert {"email", *SIGN_UP_ATTRIBUTES} <= set(client["WriteAttributes"])
+    assert set(client["WriteAttributes"]) <= set(client["ReadAttributes"])
     groups = {
         _props(template, name)["GroupName"]
         for name, resource in template["Resources"].items()

@@ -69,9 +69,14 @@ EXPECTED: list[tuple[str, str, grpc.StatusCode, str]] = [
     ("reset", "CodeMismatchException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
     ("reset", "ExpiredCodeException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
     ("reset", "UserNotFoundException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
-    ("reset", "InvalidPasswordException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PASSWORD"),
-    ("sign_up", "InvalidPasswordException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PASSWORD"),
-    ("sign_up", "InvalidParameterException", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ("reset", "InvalidPasswordException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    ("reset", "LimitExceededException", grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH"),
+    (
+        "confirm",
+        "TooManyFailedAttemptsException",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "CODE_MISMATCH",
+    ),
     ("sign_in", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
     ("sign_in", "UserNotFoundException", grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS"),
     (
@@ -100,13 +105,6 @@ EXPECTED: list[tuple[str, str, grpc.StatusCode, str]] = [
         "ATTEMPT_LIMIT_EXCEEDED",
     ),
     ("sign_in", "InternalErrorException", grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
-    ("forgot", "CodeDeliveryFailureException", grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
-    (
-        "forgot",
-        "LimitExceededException",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "ATTEMPT_LIMIT_EXCEEDED",
-    ),
     ("refresh", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID"),
     ("get_user", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED"),
     ("sign_out", "NotAuthorizedException", grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED"),
@@ -185,6 +183,11 @@ def test_attempt_limit_is_never_retried_and_carries_no_retry_info(
         ("forgot", "InvalidParameterException"),
         ("resend", "UserNotFoundException"),
         ("resend", "InvalidParameterException"),
+        ("sign_up", "InvalidPasswordException"),
+        ("sign_up", "InvalidParameterException"),
+        ("forgot", "CodeDeliveryFailureException"),
+        ("forgot", "LimitExceededException"),
+        ("resend", "LimitExceededException"),
     ],
 )
 def test_errors_that_would_reveal_an_account_are_answered_as_success(
@@ -363,3 +366,48 @@ def test_a_hung_cognito_is_abandoned_at_the_callers_deadline(silent_endpoint: st
         _context.leave(tokens)
     # Returned at the deadline, not after botocore's 4 s read timeout.
     assert time.monotonic() - started < 3.0
+
+
+def test_refresh_with_someone_elses_username_is_the_callers_error_not_a_rotated_secret(
+    cognito: tuple[Any, Stubber], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hash is over the caller's `username`; Cognito checks it against the token's user."""
+    client, stubber = cognito
+    reads: list[int] = []
+
+    def fetch() -> str:
+        reads.append(1)
+        return "s3cret"
+
+    now = [0.0]
+    secret = ClientSecret(fetch, min_interval=60, clock=lambda: now[0])
+    now[0] = 1000.0  # a re-read would be allowed
+    stubber.add_client_error(
+        "initiate_auth",
+        service_error_code="NotAuthorizedException",
+        service_message="Unable to verify secret hash for client client123",
+    )
+    with caplog.at_level("DEBUG"), pytest.raises(_errors.RefreshTokenInvalid):
+        gateway(client, secret).refresh("rt", "someone-else")
+    assert len(reads) == 1  # only the start-up read: the secret was not re-read
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert "secret rejected" not in caplog.text
+
+
+def test_a_refused_hash_over_the_username_sent_still_rereads_the_secret(
+    cognito: tuple[Any, Stubber],
+) -> None:
+    """The trusted case keeps its rotation handling (the name sent is the name hashed)."""
+    client, stubber = cognito
+    values = iter(["old-secret", "new-secret"])
+    now = [0.0]
+    secret = ClientSecret(lambda: next(values), min_interval=60, clock=lambda: now[0])
+    now[0] = 61.0
+    stubber.add_client_error(
+        "sign_up",
+        service_error_code="NotAuthorizedException",
+        service_message="Unable to verify secret hash for client client123",
+    )
+    stubber.add_response("sign_up", {"UserConfirmed": False, "UserSub": "x" * 36})
+    gateway(client, secret).sign_up("a@example.com", "Pw-123456789", {})
+    assert secret.value == "new-secret"

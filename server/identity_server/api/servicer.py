@@ -27,14 +27,15 @@ from identity_server._errors import (
     InvalidArgument,
     InvalidPassword,
     NotImplementedYet,
+    RefreshTokenInvalid,
     TokenInvalid,
 )
 from identity_server._logging import mask_email, register_call_secrets
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
-from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
+from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens, hidden_errors
 from identity_server.cognito.identity_pool import IdentityPool
-from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
@@ -94,14 +95,26 @@ def _audited(event: str, email: str = "", sub: str = "") -> Iterator[dict[str, s
     """One audit line per account event: who (masked), what, and how it ended.
 
     The handler may fill in `sub` once it is known (for example after sign-in).
+    A Cognito error the answer hides (a per-account limit on ForgotPassword, a
+    refused delivery...) is recorded as `cognito_error`, so a flood against
+    one address shows in the log although every caller got OK.
     """
     entry = {"event": event, "email": mask_email(email) if email else "", "sub": sub}
-    try:
-        yield entry
-    except IdentityError as exc:
-        audit.info("account event", extra={**entry, "outcome": "failure", "reason": exc.reason})
-        raise
+    with hidden_errors() as hidden:
+        try:
+            yield entry
+        except IdentityError as exc:
+            _hidden_into(entry, hidden)
+            audit.info("account event", extra={**entry, "outcome": "failure", "reason": exc.reason})
+            raise
+    _hidden_into(entry, hidden)
     audit.info("account event", extra={**entry, "outcome": "success", "reason": ""})
+
+
+def _hidden_into(entry: dict[str, str], hidden: list[str]) -> None:
+    """What the answer hid (a per-account limit, a refused delivery...), for the log only."""
+    if hidden:
+        entry["cognito_error"] = hidden[-1]
 
 
 _TOKEN_USE = {"access": pb.TOKEN_USE_ACCESS, "id": pb.TOKEN_USE_ID}
@@ -152,7 +165,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         offload: Offload,
         *,
         on_verify: Callable[[str], None] | None = None,
-        password_policy: PasswordPolicy | None = None,
+        password_policy: PasswordPolicy | PendingPolicy | None = None,
         response_cache_size: int = 10_000,
         identity_pool: IdentityPool | None = None,
     ) -> None:
@@ -171,6 +184,15 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self._responses_size = response_cache_size
         self._responses_lock = threading.Lock()
 
+    def _new_password(self, value: str, field: str) -> list[FieldViolation]:
+        """Present; everything else is the pool policy's one message (below).
+
+        Only without a policy (test doubles) do validation's generic bounds apply.
+        """
+        if self._policy is None:
+            return check.password(value, field, new=True)
+        return [] if value else check.password(value, field)
+
     def _enforce_policy(self, password: str, field: str) -> None:
         """INVALID_PASSWORD, as Cognito would say, but before asking it."""
         if self._policy is not None:
@@ -181,7 +203,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def SignUp(self, request: pb.SignUpRequest, context: Context) -> pb.SignUpResponse:
         check.ensure(
             check.email(request.email),
-            check.password(request.password, new=True),
+            self._new_password(request.password, "password"),
             check.attributes(request.attributes),
         )
         self._enforce_policy(request.password, "password")
@@ -201,7 +223,8 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ResendConfirmationCodeRequest, context: Context
     ) -> pb.ResendConfirmationCodeResponse:
         check.ensure(check.email(request.email))
-        await self._blocking(self._gateway.resend_confirmation_code, request.email)
+        with _audited("confirmation_code_resend", request.email):
+            await self._blocking(self._gateway.resend_confirmation_code, request.email)
         return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
@@ -245,7 +268,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(
             check.email(request.email),
             check.code(request.code),
-            check.password(request.new_password, "new_password", new=True),
+            self._new_password(request.new_password, "new_password"),
         )
         self._enforce_policy(request.new_password, "new_password")
         with _audited("password_reset", request.email):
@@ -327,10 +350,27 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
             if request.refresh_token:
-                await self._blocking(self._gateway.revoke_token, request.refresh_token)
+                await self._revoke_own(request.refresh_token, caller.access_token, caller.principal)
             else:
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
         return pb.SignOutResponse()
+
+    async def _revoke_own(
+        self, refresh_token: str, access_token: str, principal: VerifiedToken
+    ) -> None:
+        """Revoke a refresh token only once it is shown to be the caller's own.
+
+        The bearer is checked with Cognito first (GetUser): one that a global
+        sign-out already revoked is TOKEN_REVOKED and changes nothing. Then the
+        refresh token is used once with the caller's username: it must yield
+        tokens of the caller's `sub`. Anyone else's token (or a dead one) is
+        REFRESH_TOKEN_INVALID, and stays as it was.
+        """
+        await self._blocking(self._gateway.get_user, access_token)
+        tokens = await self._blocking(self._gateway.refresh, refresh_token, principal.username)
+        if not principal.sub or tokens.sub != principal.sub:
+            raise RefreshTokenInvalid()
+        await self._blocking(self._gateway.revoke_token, refresh_token)
 
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context

@@ -7,8 +7,9 @@ Descriptions are fixed text and never echo the value.
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from identity_server._errors import FieldViolation, InvalidArgument
 
@@ -49,6 +50,48 @@ SIGN_UP_ATTRIBUTES = frozenset(
         "address",
     }
 )
+
+
+# Standard attributes with a format (OpenID Connect's, as Cognito checks them):
+# a value Cognito would refuse is refused here first, so that Cognito never
+# refuses a new e-mail's sign-up where an existing e-mail's is answered OK.
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][\x21-\x7e]*)?")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,4}")
+_ZONEINFO = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+){0,3}")
+
+
+def _is_date(value: str) -> bool:
+    if not _DATE.fullmatch(value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_FORMATS: Mapping[str, tuple[Callable[[str], bool], str]] = {
+    "phone_number": (
+        lambda v: bool(_E164.fullmatch(v)),
+        "must be an E.164 number: + and up to 15 digits",
+    ),
+    "birthdate": (_is_date, "must be a date as YYYY-MM-DD"),
+    "profile": (lambda v: bool(_URL.fullmatch(v)), "must be an http or https URL"),
+    "picture": (lambda v: bool(_URL.fullmatch(v)), "must be an http or https URL"),
+    "website": (lambda v: bool(_URL.fullmatch(v)), "must be an http or https URL"),
+    "locale": (lambda v: bool(_LOCALE.fullmatch(v)), "must be a language tag such as en-GB"),
+    "zoneinfo": (
+        lambda v: len(v) <= 64 and bool(_ZONEINFO.fullmatch(v)),
+        "must be a time zone name such as Europe/Paris",
+    ),
+}
+
+
+def _utf16_length(value: str) -> int:
+    """The length as Cognito counts it (UTF-16 code units, as Java does)."""
+    return len(value.encode("utf-16-le")) // 2
 
 
 def email(value: str, field: str = "email") -> list[FieldViolation]:
@@ -100,7 +143,11 @@ def opaque(
 
 
 def attributes(values: Mapping[str, str], field: str = "attributes") -> list[FieldViolation]:
-    """Only allowed standard attributes, few, bounded, without control characters."""
+    """Only allowed standard attributes, few, bounded, without control characters.
+
+    Attributes with a format (phone number, date, URLs, locale, time zone) must
+    have it; lengths count as Cognito counts them.
+    """
     if len(values) > MAX_ATTRIBUTES:
         return [FieldViolation(field, f"must have at most {MAX_ATTRIBUTES} entries")]
     found: list[FieldViolation] = []
@@ -108,10 +155,12 @@ def attributes(values: Mapping[str, str], field: str = "attributes") -> list[Fie
         where = f"{field}[{name[:64]!r}]"
         if name not in SIGN_UP_ATTRIBUTES:
             found.append(FieldViolation(where, "is not an attribute that can be set"))
-        elif len(values[name]) > MAX_ATTRIBUTE_VALUE:
+        elif _utf16_length(values[name]) > MAX_ATTRIBUTE_VALUE:
             found.append(FieldViolation(where, f"must be at most {MAX_ATTRIBUTE_VALUE} characters"))
         elif _CONTROL.search(values[name]):
             found.append(FieldViolation(where, "has control characters"))
+        elif name in _FORMATS and not _FORMATS[name][0](values[name]):
+            found.append(FieldViolation(where, _FORMATS[name][1]))
     return found
 
 

@@ -16,9 +16,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +30,12 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
 )
 
 from identity_server import _context
@@ -52,7 +58,7 @@ from identity_server._errors import (
 )
 from identity_server._logging import register_secret
 from identity_server._settings import Settings
-from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 
 log = logging.getLogger("identity_server.cognito")
 
@@ -71,8 +77,40 @@ _NEVER_SENT = (EndpointConnectionError, ConnectTimeoutError)
 
 Observer = Callable[[str, str, float], None]
 ErrorFactory = Callable[[], IdentityError]
-# `None` in a table: the error is answered as success (no enumeration).
-ErrorTable = Mapping[str, ErrorFactory | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Hidden:
+    """A table entry: the error gets the answer the other kind of account gets.
+
+    `answer` is that answer (None: success). Logged at `level`, without the
+    e-mail, so the operator still sees what the caller is not told: a refused
+    delivery, a per-account limit, a trigger or configuration fault.
+    """
+
+    answer: ErrorFactory | None = None
+    level: int = logging.WARNING
+
+
+# The Cognito errors hidden during the current call, when the caller asked
+# (`hidden_errors`): the audit line records what the answer does not say.
+_hidden: ContextVar[list[str] | None] = ContextVar("identity_hidden_errors", default=None)
+
+
+@contextmanager
+def hidden_errors() -> Iterator[list[str]]:
+    """Collect the codes of errors the gateway hides within this block."""
+    found: list[str] = []
+    token = _hidden.set(found)
+    try:
+        yield found
+    finally:
+        _hidden.reset(token)
+
+
+# In a table: `None` answers the error as success, silently (no enumeration);
+# `Hidden` answers it as the other kind of account is answered, and logs it.
+ErrorTable = Mapping[str, ErrorFactory | Hidden | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,31 +239,79 @@ _DEFAULT_ERRORS: ErrorTable = {
     "ServiceUnavailableException": Unavailable,
 }
 
-_SIGN_UP: ErrorTable = {"UsernameExistsException": None}
+# Errors that only an account's existence (or absence) can cause. Each is
+# answered the way the other kind of account is: docs/cognito-errors.md lists
+# every error of the six account operations and the answer it gets.
+_DELIVERY_FAULTS = (
+    "CodeDeliveryFailureException",
+    "InvalidEmailRoleAccessPolicyException",
+    "InvalidSmsRoleAccessPolicyException",
+    "InvalidSmsRoleTrustRelationshipException",
+)
+_TRIGGER_FAULTS = ("InvalidLambdaResponseException", "UnexpectedLambdaException")
+
+
+def _all(codes: tuple[str, ...], entry: ErrorFactory | Hidden | None) -> ErrorTable:
+    return dict.fromkeys(codes, entry)
+
+
+# An existing e-mail gets UsernameExistsException before anything else is
+# checked, so whatever a new e-mail alone can get is answered as success.
+_SIGN_UP: ErrorTable = {
+    "UsernameExistsException": None,
+    # The pre-check and attribute validation are Cognito's own rules: these
+    # mean they disagree with Cognito, which the log must say loudly.
+    "InvalidPasswordException": Hidden(level=logging.ERROR),
+    "InvalidParameterException": Hidden(level=logging.ERROR),
+    "NotAuthorizedException": Hidden(level=logging.ERROR),
+    "LimitExceededException": Hidden(),
+    "UserLambdaValidationException": Hidden(),
+    **_all(_DELIVERY_FAULTS + _TRIGGER_FAULTS, Hidden(level=logging.ERROR)),
+}
 # A code that is wrong, expired, never issued, or for an unknown account gets
 # one answer: telling them apart would tell which accounts exist.
 _CONFIRM_SIGN_UP: ErrorTable = {
     "UserNotFoundException": CodeMismatch,
     "NotAuthorizedException": CodeMismatch,
     "ExpiredCodeException": CodeMismatch,
+    "AliasExistsException": CodeMismatch,
+    "InvalidParameterException": CodeMismatch,
+    "LimitExceededException": Hidden(CodeMismatch),
+    "TooManyFailedAttemptsException": Hidden(CodeMismatch),
+    "UserLambdaValidationException": Hidden(CodeMismatch),
+    **_all(_TRIGGER_FAULTS, Hidden(CodeMismatch, logging.ERROR)),
 }
+# An unknown e-mail gets success (UserNotFoundException without the pool's
+# PreventUserExistenceErrors): every per-account refusal is answered so too.
 _RESEND: ErrorTable = {
     "UserNotFoundException": None,
     "NotAuthorizedException": None,
     "InvalidParameterException": None,
+    "LimitExceededException": Hidden(),
+    "UserLambdaValidationException": Hidden(),
+    **_all(_DELIVERY_FAULTS + _TRIGGER_FAULTS, Hidden(level=logging.ERROR)),
 }
-_FORGOT: ErrorTable = {
-    "UserNotFoundException": None,
-    "NotAuthorizedException": None,
-    "InvalidParameterException": None,
-    "UserNotConfirmedException": None,
-}
+_FORGOT: ErrorTable = {**_RESEND, "UserNotConfirmedException": None}
 _CONFIRM_RESET: ErrorTable = {
     "UserNotFoundException": CodeMismatch,
     "ExpiredCodeException": CodeMismatch,
     "NotAuthorizedException": CodeMismatch,
     "UserNotConfirmedException": CodeMismatch,
-    "InvalidPasswordException": _weak_password("new_password"),
+    "InvalidParameterException": CodeMismatch,
+    # A reused password (the pool's password history) needs the right code;
+    # it is still answered like a wrong one, the only answer an unknown gets.
+    "PasswordHistoryPolicyViolationException": Hidden(CodeMismatch, logging.INFO),
+    "InvalidPasswordException": Hidden(CodeMismatch, logging.ERROR),
+    "LimitExceededException": Hidden(CodeMismatch),
+    "TooManyFailedAttemptsException": Hidden(CodeMismatch),
+    "UserLambdaValidationException": Hidden(CodeMismatch),
+    **_all(_TRIGGER_FAULTS, Hidden(CodeMismatch, logging.ERROR)),
+}
+# An unknown e-mail gets UserNotFoundException (NotAuthorizedException with
+# PreventUserExistenceErrors): INVALID_CREDENTIALS.
+_SIGN_IN: ErrorTable = {
+    "UserLambdaValidationException": Hidden(InvalidCredentials),
+    **_all(_TRIGGER_FAULTS, Hidden(InvalidCredentials, logging.ERROR)),
 }
 _REFRESH: ErrorTable = {
     "NotAuthorizedException": RefreshTokenInvalid,
@@ -348,7 +434,7 @@ class CognitoGateway:
                 "AuthParameters": auth,
             }
 
-        return self._auth_result(self._call("initiate_auth", {}, params), refresh_token=None)
+        return self._auth_result(self._call("initiate_auth", _SIGN_IN, params), refresh_token=None)
 
     def refresh(self, refresh_token: str, username: str) -> Tokens:
         """REFRESH_TOKEN_AUTH; the secret hash is over the Cognito username."""
@@ -363,7 +449,10 @@ class CognitoGateway:
                 "AuthParameters": auth,
             }
 
-        result = self._auth_result(self._call("initiate_auth", _REFRESH, params), refresh_token="")
+        # Cognito checks the hash against the refresh token's own user, not
+        # against `username`: a mismatch is a wrong username (or token).
+        response = self._call("initiate_auth", _REFRESH, params, trusted_name=False)
+        result = self._auth_result(response, refresh_token="")
         if not isinstance(result, Tokens):
             raise RefreshTokenInvalid()
         return result
@@ -392,17 +481,52 @@ class CognitoGateway:
             mfa_methods=tuple(response.get("UserMFASettingList", [])),
         )
 
-    def password_policy(self, user_pool_id: str) -> PasswordPolicy | None:
-        """The pool's password policy, or None when it cannot be read (logged)."""
+    def password_policy(self, user_pool_id: str) -> PasswordPolicy | PendingPolicy | None:
+        """The pool's password policy, read at start-up; never None here.
+
+        The pre-check is what keeps a weak password from telling an existing
+        e-mail from a new one (Cognito refuses the password only for the new
+        one), so the server never serves without it:
+
+        - a policy it may not read (no AWS credentials, no
+          `cognito-idp:DescribeUserPool`, an unknown pool) is a start-up
+          error: ValueError, one line, exit status 1;
+        - a Cognito it cannot reach (or that fails on its side) gives a
+          `PendingPolicy`, read again in the background; until then SignUp
+          and ConfirmReset answer UNAVAILABLE.
+
+        (Test doubles override this and may return None: no pre-check.)
+        """
         try:
-            pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
+            return self._read_policy(user_pool_id)
         except (BotoCoreError, ClientError) as exc:
             code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            if not _is_transient(exc):
+                raise ValueError(
+                    f"could not read the user pool's password policy ({code[:64]}): it needs"
+                    " AWS credentials allowed cognito-idp:DescribeUserPool on"
+                    " COGNITO_USER_POOL_ID; without the password pre-check a weak password"
+                    " would tell existing e-mails from new ones, so the server does not start"
+                ) from None
             log.warning(
-                "password policy unavailable; weak sign-up passwords are left to Cognito",
+                "password policy not read yet; SignUp and ConfirmReset answer UNAVAILABLE"
+                " until it is",
                 extra={"error": code[:64]},
             )
-            return None
+
+        def load() -> PasswordPolicy | None:
+            try:
+                return self._read_policy(user_pool_id)
+            except (BotoCoreError, ClientError) as exc:
+                code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                level = logging.WARNING if _is_transient(exc) else logging.ERROR
+                log.log(level, "password policy still not read", extra={"error": code[:64]})
+                return None
+
+        return PendingPolicy(load)
+
+    def _read_policy(self, user_pool_id: str) -> PasswordPolicy:
+        pool = self._client.describe_user_pool(UserPoolId=user_pool_id)["UserPool"]
         return PasswordPolicy.from_cognito(pool.get("Policies", {}).get("PasswordPolicy", {}))
 
     def global_sign_out(self, access_token: str) -> None:
@@ -429,27 +553,54 @@ class CognitoGateway:
         return params
 
     def _call(
-        self, operation: str, errors: ErrorTable, params: Callable[[], dict[str, Any]]
+        self,
+        operation: str,
+        errors: ErrorTable,
+        params: Callable[[], dict[str, Any]],
+        *,
+        trusted_name: bool = True,
     ) -> dict[str, Any]:
-        """Call with retries (and once more after a secret rotation); map every failure."""
+        """Call with retries (and once more after a secret rotation); map every failure.
+
+        `trusted_name`: the SECRET_HASH is over the very name Cognito checks it
+        against (the `Username` sent), so a refused hash means our secret is
+        wrong. When it is over a name the caller supplied for something else
+        (Refresh's username), a refusal is the caller's error: no re-read, no
+        alarm, the operation's own answer for NotAuthorizedException.
+        """
         try:
             try:
                 return self._with_retries(operation, params)
             except ClientError as exc:
-                if not (self._is_secret_mismatch(exc) and self._secret and self._secret.reload()):
+                if not (
+                    trusted_name
+                    and self._is_secret_mismatch(exc)
+                    and self._secret
+                    and self._secret.reload()
+                ):
                     raise
                 return self._with_retries(operation, params)
         except ClientError as exc:
-            if self._is_secret_mismatch(exc):
+            if trusted_name and self._is_secret_mismatch(exc):
                 # Our configuration, not the caller's credentials, is wrong.
                 log.error("app client secret rejected", extra={"operation": operation})
                 raise Internal() from None
             code = _error_code(exc)
             table = errors if code in errors else _DEFAULT_ERRORS
-            factory = table.get(code, _unexpected(operation, code))
-            if factory is None:
+            entry = table.get(code, _unexpected(operation, code))
+            if isinstance(entry, Hidden):
+                found = _hidden.get()
+                if found is not None:
+                    found.append(code[:64])
+                log.log(
+                    entry.level,
+                    "cognito error answered as the other kind of account is",
+                    extra={"operation": operation, "cognito_error": code[:64]},
+                )
+                entry = entry.answer
+            if entry is None:
                 return {}
-            raise factory() from None
+            raise entry() from None
         except ParamValidationError:
             # Input validation should have caught this: our bug, not an outage.
             log.error("cognito request failed botocore validation", extra={"operation": operation})
@@ -542,6 +693,29 @@ class CognitoGateway:
             session=response.get("Session", ""),
             parameters=dict(response.get("ChallengeParameters", {})),
         )
+
+
+# Failures that say nothing about the configuration: Cognito unreachable,
+# throttling, or failing on its side. Anything else (no credentials, access
+# denied, an unknown pool) will not get better by waiting.
+_TRANSIENT_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "InternalErrorException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ThrottlingException",
+    }
+)
+
+
+def _is_transient(exc: BotoCoreError | ClientError) -> bool:
+    """Whether waiting may help: not for missing credentials or Cognito's refusal."""
+    if isinstance(exc, ClientError):
+        return _error_code(exc) in _TRANSIENT_CODES
+    return not isinstance(
+        exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, NoRegionError)
+    )
 
 
 def _error_code(exc: ClientError) -> str:
