@@ -19,7 +19,7 @@ def main() -> int:
     try:
         from identity_server import _logging
         from identity_server._run import serve, serve_workers
-        from identity_server._server import check_start_up
+        from identity_server._server import check_cognito_access, check_start_up
         from identity_server._settings import ConfigError, load_settings
     except ModuleNotFoundError as exc:
         print(
@@ -42,6 +42,7 @@ def main() -> int:
         return 2
     try:
         if settings.workers > 1:
+            check_cognito_access(settings)
             return serve_workers(settings)
         return serve(settings)
     except (OSError, ValueError) as exc:

@@ -73,7 +73,12 @@ def _stop_on_signals() -> threading.Event:
 def _worker(settings: Settings, index: int) -> None:
     _logging.configure()
     # Only the first worker serves metrics: one scrape target per instance.
-    sys.exit(serve(settings, reuse_port=True, metrics=index == 0))
+    try:
+        status = serve(settings, reuse_port=True, metrics=index == 0)
+    except (OSError, ValueError) as exc:  # one line, as the parent's own checks print
+        print(f"identity-server: worker {index}: {_logging.redact(str(exc))}", file=sys.stderr)
+        status = 1
+    sys.exit(status)
 
 
 def serve_workers(settings: Settings) -> int:

@@ -276,6 +276,20 @@ def check_start_up(settings: Settings) -> grpc.ServerCredentials | None:
     return None if tls is None else load_server_credentials(tls)
 
 
+def check_cognito_access(settings: Settings) -> None:
+    """Before workers are forked: the app client secret and the pool's policy can be read.
+
+    Every worker reads both again; checked once here first, a refusal (no AWS
+    credentials, no permission) is one line from the parent, not one
+    traceback per worker. Raises ValueError with that line.
+    """
+    gateway = CognitoGateway.from_settings(settings, max_connections=1)
+    policy = gateway.password_policy(settings.user_pool_id)
+    close = getattr(policy, "close", None)  # a PendingPolicy's background reader
+    if close is not None:
+        close()
+
+
 class _NoContext:
     """Health's Check needs a context only to report an unknown service."""
 

@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 
 from identity_server.local import LocalCognito
 from tests.support.pki import Pki, make_pki
+from tests.support.ports import free_port
 
 # The first test also pays for the install (about 30 s here, more on a loaded machine).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -168,12 +168,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run(command: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """Run as the image would: the command is looked up on the image's PATH."""
     executable = shutil.which(command[0], path=env["PATH"])
@@ -190,7 +184,7 @@ def _serve(image: Replayed, settings: Mapping[str, str]) -> Iterator[dict[str, s
         # The platform's credentials (here the local Cognito's dummy ones), never the image's.
         **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
         **settings,
-        "IDENTITY_LISTEN": f"127.0.0.1:{_free_port()}",
+        "IDENTITY_LISTEN": f"127.0.0.1:{free_port()}",
     }
     executable = shutil.which(image.entrypoint[0], path=env["PATH"])
     assert executable

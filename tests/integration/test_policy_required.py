@@ -27,6 +27,7 @@ from identity_server.api.servicer import IdentityServicer
 from identity_server.cognito.gateway import CognitoGateway
 from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 from identity_server.local import LocalCognito
+from tests.support.ports import free_port
 
 
 def test_a_refused_describe_user_pool_is_a_start_up_error_naming_the_permission() -> None:
@@ -41,14 +42,17 @@ def test_a_refused_describe_user_pool_is_a_start_up_error_naming_the_permission(
     assert "tell existing e-mails from new ones" in str(caught.value)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_server_without_aws_credentials_exits_with_one_line(
-    local_cognito: LocalCognito, tmp_path: Any
+    local_cognito: LocalCognito, tmp_path: Any, workers: str
 ) -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("COGNITO_", "IDENTITY_", "AWS_"))
     }
     settings = local_cognito.environment()
     del settings["COGNITO_CLIENT_SECRET_ID"]  # the secret would need credentials first
+    settings["IDENTITY_WORKERS"] = workers  # with 2: checked in the parent, before forking
+    settings["IDENTITY_LISTEN"] = f"127.0.0.1:{free_port()}"  # workers share a fixed port
     env.update(settings)
     env.update(
         {

@@ -24,6 +24,7 @@ from identity_server._settings import load_settings
 from identity_server.cognito.gateway import CognitoGateway
 from identity_server.local import LocalCognito
 from tests.conftest import PASSWORD, new_email, wait_serving
+from tests.support.ports import free_port
 
 
 def run_server(env: Mapping[str, str]) -> subprocess.Popen[str]:
@@ -157,12 +158,6 @@ def test_stop_lets_in_flight_calls_finish_and_reports_not_serving(
         gateway.release.set()
         assert in_flight.result(timeout=10).code_delivery.medium == pb.DELIVERY_MEDIUM_EMAIL
         stopping.result(timeout=15)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -> None:
