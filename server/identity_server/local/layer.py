@@ -222,6 +222,11 @@ def _backend_of(client_id: str) -> Any:
     raise _error("ResourceNotFoundException", f"User pool client {client_id} does not exist.")
 
 
+def _unknown(username: str) -> str:
+    """The key wrong codes for an address without an account are counted under."""
+    return f"unknown:{username.casefold()}"
+
+
 def _attributes(user: Any) -> dict[str, str]:
     return {
         "sub": user.id,
@@ -327,11 +332,16 @@ def install() -> None:
         pool, client = _pool_of(_backend_of(client_id), client_id)
         layer = layer_for(pool)
         user = pool._get_user(username)
-        if user is None:
-            if _hides_users(client):
-                raise _error("CodeMismatchException", _WRONG_CODE)
-            raise _error("UserNotFoundException", "Username/client id combination not found.")
-        if user.status == confirmed:
+        if user is None or user.status == confirmed:
+            # No live code: counted like a wrong one, so the attempt limit
+            # comes alike for unknown, confirmed and pending accounts.
+            try:
+                layer.codes.redeem(SIGN_UP, _unknown(username) if user is None else user.id, code)
+            except CodeRefused as refused:
+                if refused.reason == "limit" or (user is None and _hides_users(client)):
+                    raise _code_error(refused.reason) from None
+            if user is None:
+                raise _error("UserNotFoundException", "Username/client id combination not found.")
             raise _error(
                 "NotAuthorizedException", "User cannot be confirmed. Current status is CONFIRMED"
             )
@@ -363,6 +373,8 @@ def install() -> None:
             raise _error("InvalidParameterException", "User is already confirmed.")
         if user is not None:
             layer_for(pool).send(SIGN_UP, user)
+        else:
+            layer_for(pool).codes.forget(SIGN_UP, _unknown(username))
         details = {
             "Destination": mask_email(username),
             "DeliveryMedium": "EMAIL",
@@ -380,6 +392,8 @@ def install() -> None:
         if user is not None:
             user.confirmation_code = None
             layer_for(pool).send(RESET, user)
+        else:
+            layer_for(pool).codes.forget(RESET, _unknown(username))
         return None, response
 
     def confirm_forgot_password(
@@ -388,8 +402,11 @@ def install() -> None:
         pool, client = _pool_of(self, client_id)
         user = pool._get_user(username)
         if user is None:
-            if _hides_users(client):
-                raise _error("CodeMismatchException", _WRONG_CODE)
+            try:
+                layer_for(pool).codes.redeem(RESET, _unknown(username), confirmation_code or "")
+            except CodeRefused as refused:
+                if refused.reason == "limit" or _hides_users(client):
+                    raise _code_error(refused.reason) from None
             raise _error("UserNotFoundException", "Username/client id combination not found.")
         try:
             layer_for(pool).codes.redeem(

@@ -11,6 +11,7 @@ UserLambdaValidationException, "<Trigger> failed with error <message>."
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import threading
@@ -82,6 +83,7 @@ class Triggers:
     def __init__(self, functions: Mapping[str, Function], endpoint: str = "") -> None:
         self.functions = dict(functions)
         self.endpoint = endpoint
+        self.invocations: list[dict[str, Any]] = []
 
     def configure(self, arn: str, **environment: str) -> None:
         """Change a function's environment (tests; `make run` reads the definition)."""
@@ -100,6 +102,7 @@ class Triggers:
         if self.endpoint:
             environment["AWS_ENDPOINT_URL"] = self.endpoint
         with _invoking, _environment(environment):
+            self.invocations.append(copy.deepcopy(event))
             try:
                 answer = function.load()(event, Context(function.name))
             except Exception as exc:
