@@ -73,6 +73,7 @@ def test_tokens_are_signed_with_a_fresh_key_of_the_run(
     ).principal.sub
 
 
+@pytest.mark.aws
 def test_a_token_signed_with_motos_bundled_key_is_refused(
     stub: Stub, identity_server: RunningServer
 ) -> None:
@@ -128,6 +129,16 @@ def test_resend_supersedes_the_old_code(stub: Stub, identity_server: RunningServ
         superseded = fails(stub.Confirm, pb.ConfirmRequest(email=email, code=old))
         assert superseded.reason == "CODE_MISMATCH"
     stub.Confirm(pb.ConfirmRequest(email=email, code=new), timeout=10)
+
+
+@pytest.mark.aws
+def test_a_wrong_code_answers_alike_for_pending_and_unknown_accounts(stub: Stub) -> None:
+    pending = new_email()
+    stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
+    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code="000000"))
+    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code="000000"))
+    assert known == unknown
+    assert known.reason == "CODE_MISMATCH"
 
 
 def test_reset_code_is_six_digits_single_use_and_expires_in_an_hour(
