@@ -326,9 +326,8 @@ def test_totp_secrets_are_per_user_and_codes_are_not_replayed(
     verified = client.verify_software_token(AccessToken=access[email], UserCode=code)
     assert verified["Status"] == "SUCCESS"
     client.set_user_mfa_preference(
-        AccessToken=access[email],
-        SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
-    )
+        AccessToken=access[email], SoftwareTokenMfaSettings={"Enabled": True}
+    )  # enabled, not marked preferred: Cognito still asks for it
 
     def challenge() -> str:
         answer = client.initiate_auth(

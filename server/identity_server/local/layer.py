@@ -81,6 +81,13 @@ ASSUMPTIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
         "user_code",
         "friendly_device_name",
     ),
+    ("models", "CognitoIdpBackend", "admin_set_user_mfa_preference"): (
+        "self",
+        "user_pool_id",
+        "username",
+        "software_token_mfa_settings",
+        "sms_mfa_settings",
+    ),
     ("models", "CognitoIdpBackend", "_validate_password"): ("self", "user_pool_id", "password"),
     ("models", "CognitoIdpBackend", "admin_get_user"): ("self", "user_pool_id", "username"),
     ("responses", "CognitoIdpResponse", "confirm_sign_up"): ("self",),
@@ -518,6 +525,23 @@ def install() -> None:
                 raise _error("CodeMismatchException", "Invalid code received for user")
         return original_respond(self, session, client_id, challenge_name, challenge_responses)
 
+    original_preference = models.CognitoIdpBackend.admin_set_user_mfa_preference
+
+    def admin_set_user_mfa_preference(
+        self: Any,
+        user_pool_id: str,
+        username: str,
+        software_token_mfa_settings: dict[str, bool],
+        sms_mfa_settings: dict[str, bool],
+    ) -> None:
+        # Cognito asks for every enabled MFA at sign-in; moto only for the preferred one.
+        original_preference(
+            self, user_pool_id, username, software_token_mfa_settings, sms_mfa_settings
+        )
+        user = self.admin_get_user(user_pool_id, username)
+        if user.software_token_mfa_enabled and not user.preferred_mfa_setting:
+            user.preferred_mfa_setting = "SOFTWARE_TOKEN_MFA"
+
     patch(models.CognitoIdpUserPool, "create_jwt", create_jwt)
     patch(models.CognitoIdpUserPool, "_get_user", get_user)
     patch(models.CognitoIdpBackend, "sign_up", sign_up)
@@ -529,6 +553,7 @@ def install() -> None:
     patch(models.CognitoIdpBackend, "associate_software_token", associate_software_token)
     patch(models.CognitoIdpBackend, "verify_software_token", verify_software_token)
     patch(models.CognitoIdpBackend, "respond_to_auth_challenge", respond_to_auth_challenge)
+    patch(models.CognitoIdpBackend, "admin_set_user_mfa_preference", admin_set_user_mfa_preference)
     # The layer checks TOTP codes itself; moto's own check (a fixed secret) stays off.
     models.get_cognito_idp_user_pool_enable_totp = lambda: False
     _installed = True
