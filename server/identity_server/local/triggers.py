@@ -15,6 +15,7 @@ import copy
 import importlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,7 +84,8 @@ class Triggers:
     def __init__(self, functions: Mapping[str, Function], endpoint: str = "") -> None:
         self.functions = dict(functions)
         self.endpoint = endpoint
-        self.invocations: list[dict[str, Any]] = []
+        # The latest events, as the handlers received them (for tests).
+        self.invocations: deque[dict[str, Any]] = deque(maxlen=64)
 
     def configure(self, arn: str, **environment: str) -> None:
         """Change a function's environment (tests; `make run` reads the definition)."""
