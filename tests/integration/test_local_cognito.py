@@ -12,7 +12,7 @@ import concurrent.futures
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -280,6 +280,49 @@ def test_mixed_case_email_is_one_account(stub: Stub, identity_server: RunningSer
     stub.SignUp(pb.SignUpRequest(email=email.lower(), password="Other-Horse-99"), timeout=10)
     assert identity_server.outbox.count(email, SIGN_UP) == 1
     assert sign_in(stub, email.lower(), "Other-Horse-99") == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("setting", "sign_in_error", "confirm_error"),
+    [
+        ("ENABLED", "NotAuthorizedException", "CodeMismatchException"),
+        ("LEGACY", "UserNotFoundException", "UserNotFoundException"),
+    ],
+)
+def test_prevent_user_existence_errors_per_operation(
+    cognito: LocalCognito, setting: str, sign_in_error: str, confirm_error: str
+) -> None:
+    client = cognito.client("cognito-idp")
+    app = client.create_user_pool_client(
+        UserPoolId=cognito.pool_id,
+        ClientName=f"pee-{setting}",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        PreventUserExistenceErrors=setting,
+    )["UserPoolClient"]["ClientId"]
+    unknown = new_email()
+    calls: list[tuple[str, Callable[[], Any]]] = [
+        (
+            sign_in_error,
+            lambda: client.initiate_auth(
+                ClientId=app,
+                AuthFlow="USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": unknown, "PASSWORD": PASSWORD},
+            ),
+        ),
+        (
+            confirm_error,
+            lambda: client.confirm_forgot_password(
+                ClientId=app, Username=unknown, ConfirmationCode="123456", Password=NEW_PASSWORD
+            ),
+        ),
+    ]
+    for expected, call in calls:
+        with pytest.raises(client.exceptions.ClientError) as raised:
+            call()
+        assert raised.value.response["Error"]["Code"] == expected
+    with pytest.raises(client.exceptions.ClientError) as raised:
+        client.confirm_sign_up(ClientId=app, Username=unknown, ConfirmationCode="123456")
+    assert raised.value.response["Error"]["Code"] == confirm_error
 
 
 def test_explicit_auth_flows_are_enforced(cognito: LocalCognito, confirmed_user: User) -> None:
