@@ -101,6 +101,15 @@ ASSUMPTIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
         "attributes",
     ),
 }
+# Module-level names of moto.cognitoidp the layer uses.
+MODULE_ATTRIBUTES = (
+    ("models", "UserStatus"),
+    ("models", "UserNotFoundError"),
+    ("models", "cognitoidp_backends"),
+    ("models", "get_cognito_idp_user_pool_enable_totp"),
+    ("utils", "check_secret_hash"),
+    ("urls", "url_paths"),
+)
 JWKS_ROUTE = "{0}/(?P<user_pool_id>[^/]+)/.well-known/jwks.json$"
 
 _WRONG_CODE = "Invalid verification code provided, please try again."
@@ -183,9 +192,12 @@ def check_moto() -> None:
     urls = _moto("urls")
     if JWKS_ROUTE not in urls.url_paths:
         raise MotoChanged("moto no longer serves the key set at {pool}/.well-known/jwks.json")
-    for name in ("CodeMismatchException", "ExpiredCodeException", "NotAuthorizedError"):
-        if not hasattr(_moto("models"), name) and not hasattr(_moto("exceptions"), name):
-            raise MotoChanged(f"moto.cognitoidp has no {name}")
+    for module, name in MODULE_ATTRIBUTES:
+        if not hasattr(_moto(module), name):
+            raise MotoChanged(f"moto.cognitoidp.{module} has no {name}")
+    statuses = {status.name for status in _moto("models").UserStatus}
+    if not {"CONFIRMED", "UNCONFIRMED"} <= statuses:
+        raise MotoChanged("moto's UserStatus lost CONFIRMED or UNCONFIRMED")
 
 
 def _moto(module: str) -> Any:
