@@ -40,6 +40,14 @@ def fails(fn: Any, request: Any) -> Failure:
     return failure(caught.value)
 
 
+def answer(fn: Any, request: Any) -> Failure | bytes:
+    """Everything a caller sees: the failure, or the response bytes."""
+    try:
+        return bytes(fn(request, timeout=10).SerializeToString(deterministic=True))
+    except grpc.RpcError as error:
+        return failure(error)
+
+
 def other_code(code: str) -> str:
     return "000000" if code != "000000" else "111111"
 
@@ -167,38 +175,50 @@ def test_reset_code_is_six_digits_single_use_and_expires_in_an_hour(
 
 
 def test_reset_applies_the_password_policy_and_keeps_the_code(
-    stub: Stub, identity_server: RunningServer, confirmed_user: User
+    stub: Stub, identity_server: RunningServer, cognito: LocalCognito, confirmed_user: User
 ) -> None:
     email = confirmed_user.email
     stub.ForgotPassword(pb.ForgotPasswordRequest(email=email), timeout=10)
     code = identity_server.outbox.last_code(email, RESET)
-    # Long enough for the service's own check, too weak for the pool (no upper case).
-    weak = fails(
-        stub.ConfirmReset,
-        pb.ConfirmResetRequest(email=email, code=code, new_password="all-lower-case-9"),
-    )
-    assert weak.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert weak.reason != "CODE_MISMATCH"
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.InvalidPasswordException):
+        client.confirm_forgot_password(  # straight to the local Cognito: no service pre-check
+            ClientId=cognito.client_id,
+            Username=email,
+            ConfirmationCode=code,
+            Password="all-lower-case-9",  # no upper case: the pool's policy refuses it
+            SecretHash=_secret_hash(cognito, email),
+        )
     stub.ConfirmReset(
         pb.ConfirmResetRequest(email=email, code=code, new_password=NEW_PASSWORD), timeout=10
     )
+    assert sign_in(stub, email, NEW_PASSWORD) == grpc.StatusCode.OK
 
 
 def test_attempt_limit_on_codes_answers_alike_for_known_and_unknown(
-    stub: Stub, identity_server: RunningServer
+    stub: Stub, identity_server: RunningServer, cognito: LocalCognito
 ) -> None:
     known, unknown = new_email(), new_email()
     stub.SignUp(pb.SignUpRequest(email=known, password=PASSWORD), timeout=10)
     right = identity_server.outbox.last_code(known, SIGN_UP)
     wrong = other_code(right)
-    answers: dict[str, list[Failure]] = {known: [], unknown: []}
+    client = cognito.client("cognito-idp")
+    errors: dict[str, list[str]] = {known: [], unknown: []}
     for email in (known, unknown):
         for _ in range(6):
-            answers[email].append(fails(stub.Confirm, pb.ConfirmRequest(email=email, code=wrong)))
-    assert [a.reason for a in answers[known]] == ["CODE_MISMATCH"] * 5 + ["ATTEMPT_LIMIT_EXCEEDED"]
-    assert answers[known] == answers[unknown]
+            with pytest.raises(client.exceptions.ClientError) as raised:
+                client.confirm_sign_up(
+                    ClientId=cognito.client_id,
+                    Username=email,
+                    ConfirmationCode=wrong,
+                    SecretHash=_secret_hash(cognito, email),
+                )
+            errors[email].append(raised.value.response["Error"]["Code"])
+    assert errors[known] == ["CodeMismatchException"] * 5 + ["LimitExceededException"]
+    assert errors[unknown] == errors[known]
+    # Through the service: the right code is refused now, alike for an unknown address.
     limited = fails(stub.Confirm, pb.ConfirmRequest(email=known, code=right))
-    assert limited.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert limited == fails(stub.Confirm, pb.ConfirmRequest(email=unknown, code=right))
     # A new code starts again.
     stub.ResendConfirmationCode(pb.ResendConfirmationCodeRequest(email=known), timeout=10)
     fresh = identity_server.outbox.last_code(known, SIGN_UP)
@@ -480,17 +500,18 @@ def test_a_refusing_trigger_answers_alike_for_known_and_unknown(
     stub: Stub, cognito: LocalCognito, confirmed_user: User
 ) -> None:
     cognito.triggers.configure(PRE_SIGN_UP, ALLOWED_EMAIL_DOMAINS="corp.example")
-    known = fails(stub.SignUp, pb.SignUpRequest(email=confirmed_user.email, password=PASSWORD))
-    unknown = fails(stub.SignUp, pb.SignUpRequest(email=new_email(), password=PASSWORD))
+    stranger = new_email()
+    known = answer(stub.SignUp, pb.SignUpRequest(email=confirmed_user.email, password=PASSWORD))
+    unknown = answer(stub.SignUp, pb.SignUpRequest(email=stranger, password=PASSWORD))
     assert known == unknown
-    assert known.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert cognito.outbox.count(stranger, SIGN_UP) == 0  # no account was made
     client = cognito.client("cognito-idp")
     with pytest.raises(client.exceptions.UserLambdaValidationException) as raised:
         client.sign_up(
             ClientId=cognito.client_id,
-            Username=new_email(),
+            Username=stranger,
             Password=PASSWORD,
-            SecretHash=_secret_hash(cognito, "x"),
+            SecretHash=_secret_hash(cognito, stranger),
         )
     assert raised.value.response["Error"]["Message"].startswith("PreSignUp failed with error ")
     allowed = f"c-{uuid.uuid4().hex[:10]}@corp.example"
