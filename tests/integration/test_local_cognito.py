@@ -195,6 +195,19 @@ def test_reset_applies_the_password_policy_and_keeps_the_code(
     assert sign_in(stub, email, NEW_PASSWORD) == grpc.StatusCode.OK
 
 
+def test_no_reset_code_for_an_unverified_address(stub: Stub, cognito: LocalCognito) -> None:
+    pending = new_email()
+    stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.InvalidParameterException):
+        client.forgot_password(
+            ClientId=cognito.client_id, Username=pending, SecretHash=_secret_hash(cognito, pending)
+        )
+    # The service answers as for any address, and nothing is mailed.
+    stub.ForgotPassword(pb.ForgotPasswordRequest(email=pending), timeout=10)
+    assert cognito.outbox.count(pending, RESET) == 0
+
+
 def test_attempt_limit_on_codes_answers_alike_for_known_and_unknown(
     stub: Stub, identity_server: RunningServer, cognito: LocalCognito
 ) -> None:
