@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if arguments.command == "totp":
         try:
             print(current_code(arguments.secret.replace(" ", "").upper()))
-        except (ValueError, TypeError):
-            print("totp: not a base32 secret", file=sys.stderr)
+        except (ValueError, TypeError) as exc:  # not base32, or too short (under 112 bits)
+            print(f"totp: not a usable base32 secret: {exc}", file=sys.stderr)
             return 2
         return 0
     return run(environ)
