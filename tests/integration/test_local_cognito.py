@@ -532,6 +532,25 @@ def test_a_refusing_trigger_answers_alike_for_known_and_unknown(
     assert cognito.outbox.count(allowed, SIGN_UP) == 1
 
 
+def test_a_failing_post_confirmation_still_confirms_as_cognito_does(
+    stub: Stub, cognito: LocalCognito, identity_server: RunningServer
+) -> None:
+    post = "arn:aws:lambda:us-east-1:000000000000:function:identity-post-confirmation"
+    cognito.triggers.configure(post, DEFAULT_GROUP="no-such-group")
+    email = new_email()
+    stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.UserLambdaValidationException) as raised:
+        client.confirm_sign_up(
+            ClientId=cognito.client_id,
+            Username=email,
+            ConfirmationCode=identity_server.outbox.last_code(email, SIGN_UP),
+            SecretHash=_secret_hash(cognito, email),
+        )
+    assert raised.value.response["Error"]["Message"].startswith("PostConfirmation failed with")
+    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.OK
+
+
 # --- 6. groups ------------------------------------------------------------------
 
 
