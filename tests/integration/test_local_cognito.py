@@ -30,7 +30,7 @@ from tests.support import moto_tokens
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
-PRE_SIGN_UP = "arn:aws:lambda:us-east-1:000000000000:function:identity-pre-sign-up"
+PRE_SIGN_UP = "PreSignUp"
 NEW_PASSWORD = "Battery-Staple-7"
 
 
@@ -56,11 +56,11 @@ def other_code(code: str) -> str:
 def cognito(identity_server: RunningServer) -> Iterator[LocalCognito]:
     """The local stack, its clock thawed and its trigger settings restored afterwards."""
     stack = identity_server.cognito
-    saved = {arn: dict(f.environment) for arn, f in stack.triggers.functions.items()}
+    saved = {name: dict(f.environment) for name, f in stack.triggers.functions.items()}
     yield stack
     stack.clock.thaw()
-    for arn, environment in saved.items():
-        stack.triggers.functions[arn].environment = environment
+    for name, environment in saved.items():
+        stack.triggers.functions[name].environment = environment
 
 
 # --- 1. its own signing key ------------------------------------------------
@@ -535,8 +535,7 @@ def test_a_refusing_trigger_answers_alike_for_known_and_unknown(
 def test_a_failing_post_confirmation_still_confirms_as_cognito_does(
     stub: Stub, cognito: LocalCognito, identity_server: RunningServer
 ) -> None:
-    post = "arn:aws:lambda:us-east-1:000000000000:function:identity-post-confirmation"
-    cognito.triggers.configure(post, DEFAULT_GROUP="no-such-group")
+    cognito.triggers.configure("PostConfirmation", DEFAULT_GROUP="no-such-group")
     email = new_email()
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
     client = cognito.client("cognito-idp")
