@@ -372,8 +372,10 @@ def test_explicit_auth_flows_are_enforced(cognito: LocalCognito, confirmed_user:
 
 
 def _secret_hash(cognito: LocalCognito, username: str) -> str:
-    secret = cognito.client("secretsmanager").get_secret_value(SecretId=cognito.secret_name)
-    return secret_hash(secret["SecretString"], username, cognito.client_id)
+    app = cognito.client("cognito-idp").describe_user_pool_client(
+        UserPoolId=cognito.pool_id, ClientId=cognito.client_id
+    )
+    return secret_hash(app["UserPoolClient"]["ClientSecret"], username, cognito.client_id)
 
 
 def test_totp_secrets_are_per_user_and_codes_are_not_replayed(
