@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,8 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._logging import JsonFormatter
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
-from identity_server.local import LocalCognito, Outbox
+from identity_server.local import SIGN_UP, LocalCognito, Outbox
+from tests.support import mail
 
 PASSWORD = "Correct-Horse-9"
 
@@ -39,11 +41,11 @@ class RunningServer:
 
     @property
     def issuer(self) -> str:
-        return self.cognito.issuer
+        return self.server.settings.issuer
 
     @property
     def client_id(self) -> str:
-        return self.cognito.client_id
+        return self.server.settings.client_id
 
 
 def wait_serving(target: str, timeout: float = 15.0) -> None:
@@ -60,6 +62,24 @@ def wait_serving(target: str, timeout: float = 15.0) -> None:
                 pass
             time.sleep(0.05)
     raise TimeoutError(f"{target} did not become SERVING")
+
+
+# `pytest -m aws`: the tests marked `aws` hold against a real user pool too. With
+# IDENTITY_TEST_AWS=1 and the pool's settings in the environment (COGNITO_USER_POOL_ID,
+# COGNITO_CLIENT_ID, COGNITO_CLIENT_SECRET_ID, AWS credentials), the server runs
+# against that pool and only they run; without it, `-m aws` skips them.
+AWS_POOL = os.environ.get("IDENTITY_TEST_AWS") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wants_aws = "aws" in (config.option.markexpr or "")
+    for item in items:
+        marked = item.get_closest_marker("aws") is not None
+        if AWS_POOL and not marked:
+            item.add_marker(pytest.mark.skip(reason="needs the local Cognito"))
+        elif wants_aws and not AWS_POOL and marked:
+            reason = "no real user pool: set IDENTITY_TEST_AWS=1 and its COGNITO_* settings"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -88,13 +108,17 @@ def server_log() -> Iterator[io.StringIO]:
 def identity_server(
     local_cognito: LocalCognito, server_log: io.StringIO
 ) -> Iterator[RunningServer]:
-    settings = load_settings(local_cognito.environment("127.0.0.1:0"))
+    if AWS_POOL:
+        settings = load_settings({**os.environ, "IDENTITY_LISTEN": "127.0.0.1:0"})
+    else:
+        settings = load_settings(local_cognito.environment("127.0.0.1:0"))
     server = IdentityServer(settings)
-    outbox = Outbox()
-    outbox.attach(server.gateway.client)
+    mail.outboxes.append(local_cognito.outbox)
     server.start()
     wait_serving(server.target)
-    yield RunningServer(server=server, cognito=local_cognito, outbox=outbox, log=server_log)
+    yield RunningServer(
+        server=server, cognito=local_cognito, outbox=local_cognito.outbox, log=server_log
+    )
     server.stop(grace=1)
 
 
@@ -119,11 +143,17 @@ class User:
     password: str
 
 
-@pytest.fixture
-def confirmed_user(stub: pb_grpc.IdentityServiceStub) -> User:
-    email = new_email()
+def sign_up_confirmed(stub: pb_grpc.IdentityServiceStub, outbox: Outbox, email: str) -> None:
+    """Sign up and confirm with the code the local Cognito mailed."""
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    code = outbox.last_code(email, SIGN_UP)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=code), timeout=10)
+
+
+@pytest.fixture
+def confirmed_user(stub: pb_grpc.IdentityServiceStub, identity_server: RunningServer) -> User:
+    email = new_email()
+    sign_up_confirmed(stub, identity_server.outbox, email)
     return User(email, PASSWORD)
 
 

@@ -11,6 +11,7 @@ from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server import _logging
 from tests.conftest import PASSWORD, RunningServer, User, new_email
+from tests.support.mail import mailed_code
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
@@ -29,7 +30,7 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 def signed_in(stub: Stub) -> pb.AuthTokens:
     email = new_email()
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=mailed_code(email)), timeout=10)
     return stub.SignIn(pb.SignInRequest(email=email, password=PASSWORD), timeout=10).tokens
 
 

@@ -20,7 +20,7 @@ from identity_server.cognito.gateway import MAX_ATTEMPTS
 from identity_server.cognito.identity_pool import IdentityPool, provider_name
 from identity_server.local import LocalCognito
 from tests.conftest import PASSWORD, RunningServer, new_email, wait_serving
-from tests.support.moto_tokens import mint
+from tests.support.mail import mailed_code
 from tests.support.rpc import failure
 
 IDENTITY_ID = "us-east-1:11111111-2222-3333-4444-555555555555"
@@ -33,7 +33,7 @@ def bearer(tokens: pb.AuthTokens) -> tuple[tuple[str, str], ...]:
 def sign_in(stub: pb_grpc.IdentityServiceStub) -> pb.AuthTokens:
     email = new_email()
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=mailed_code(email)), timeout=10)
     return stub.SignIn(pb.SignInRequest(email=email, password=PASSWORD), timeout=10).tokens
 
 
@@ -233,7 +233,9 @@ def test_a_foreign_id_token_is_refused_before_any_cognito_call(
 ) -> None:
     service, _ = stubbed_stub  # nothing queued: a call to Cognito would fail as INTERNAL
     tokens = sign_in(stub)
-    foreign = mint(id_claims(local_cognito, "00000000-0000-0000-0000-00000000beef"))
+    foreign = local_cognito.signing_key.sign(
+        id_claims(local_cognito, "00000000-0000-0000-0000-00000000beef")
+    )
     with pytest.raises(grpc.RpcError) as caught:
         call(service, tokens, foreign)
     error = failure(caught.value)
@@ -248,7 +250,9 @@ def test_an_expired_id_token_is_refused_before_any_cognito_call(
     service, _ = stubbed_stub
     tokens = sign_in(stub)
     now = int(time.time())
-    expired = mint(id_claims(local_cognito, sub_of(stub, tokens), iat=now - 7200, exp=now - 3600))
+    expired = local_cognito.signing_key.sign(
+        id_claims(local_cognito, sub_of(stub, tokens), iat=now - 7200, exp=now - 3600)
+    )
     with pytest.raises(grpc.RpcError) as caught:
         call(service, tokens, expired)
     error = failure(caught.value)

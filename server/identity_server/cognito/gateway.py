@@ -237,6 +237,9 @@ _DEFAULT_ERRORS: ErrorTable = {
     "CodeDeliveryFailureException": Unavailable,
     "ServiceUnavailable": Unavailable,
     "ServiceUnavailableException": Unavailable,
+    # A Lambda trigger refused (PreSignUp's domain allow-list runs before the
+    # existence check, so the answer is alike for known and unknown accounts).
+    "UserLambdaValidationException": _violation("request", "was refused by the user pool's rules"),
 }
 
 # Errors that only an account's existence (or absence) can cause. Each is

@@ -3,94 +3,56 @@
 Used by `make run` and by the tests; needs the `local` extra and never an AWS
 account. It creates what the CloudFormation template describes (the user pool,
 its client, groups, identity provider, domain, identity pool: see
-`definition`), stores the client secret in Secrets Manager, and "mails" the
-forgot-password codes moto hands back so a person (or a test) can finish the
-flow. moto is a stand-in, not Cognito: `LIMITS` says what it does not check,
-and `_patch_moto` closes the gaps that would otherwise make it answer unlike
-Cognito where this service depends on the difference.
+`definition`), stores the client secret in Secrets Manager, and puts a
+fidelity layer (`layer`) over moto so that it
+answers like Cognito where this service's security lives: its own signing key
+(`signing`), mailed six-digit codes (`codes`, `outbox`), the sign-in lockout
+(`lockout`), case-insensitive e-mails (`users`), per-user TOTP (`totp`) and
+the Lambda triggers (`triggers`). `LIMITS` says what still differs.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
-from identity_server._logging import mask_email
-from identity_server.local import definition
+from identity_server.local import definition, layer
+from identity_server.local.clock import Clock
+from identity_server.local.outbox import RESET, SIGN_UP, Mail, Outbox
+from identity_server.local.signing import SigningKey
+from identity_server.local.triggers import Function, Triggers
+
+__all__ = [
+    "LIMITS",
+    "REGION",
+    "RESET",
+    "SIGN_UP",
+    "Clock",
+    "LocalCognito",
+    "Mail",
+    "Outbox",
+]
 
 REGION = "us-east-1"
-_RESET_HEADER = "x-moto-forgot-password-confirmation-code"
-
 LIMITS: tuple[str, ...] = (
-    "sign-up confirmation codes are neither sent nor checked: any code confirms",
-    "reset codes are checked only when they start with 'moto-confirmation-code:'",
-    "password policy is not applied to reset passwords",
-    "PreventUserExistenceErrors and ExplicitAuthFlows are stored, not enforced",
-    "tokens are signed with moto's built-in key: never trust it outside tests",
-    "no hosted UI, /oauth2 endpoints, Lambda triggers or throttling",
+    "no hosted UI or /oauth2 endpoints, no throttling, no advanced security",
+    "codes are mailed to the local outbox (printed here), never e-mailed",
+    "triggers other than PreSignUp and PostConfirmation are not run",
+    "token lifetimes are fixed (access and id 1 hour, refresh never expires), "
+    "whatever the app client says",
 )
 LIMITS += definition.LIMITS
 
 
-@dataclass(frozen=True, slots=True)
-class Mail:
-    """One message the local Cognito would have e-mailed."""
-
-    to: str
-    kind: str
-    code: str
-
-
-class Outbox:
-    """The local stand-in for e-mail: codes Cognito would have sent."""
-
-    def __init__(self, on_mail: Callable[[Mail], None] | None = None) -> None:
-        self._lock = threading.Lock()
-        self._mails: list[Mail] = []
-        self._on_mail = on_mail
-
-    def deliver(self, mail: Mail) -> None:
-        """Keep a mail (and show it, when asked to)."""
-        with self._lock:
-            self._mails.append(mail)
-        if self._on_mail is not None:
-            self._on_mail(mail)
-
-    def last_code(self, email: str, kind: str = "reset") -> str:
-        """The last code of that kind sent to that address."""
-        with self._lock:
-            for mail in reversed(self._mails):
-                if mail.to.lower() == email.lower() and mail.kind == kind:
-                    return mail.code
-        raise LookupError(f"no {kind} mail for {mask_email(email)}")
-
-    def attach(self, cognito_client: Any) -> None:
-        """Read reset codes from moto's responses to this boto3 client."""
-        events = cognito_client.meta.events
-        events.register("before-parameter-build.cognito-idp.ForgotPassword", _remember_user)
-        events.register("after-call.cognito-idp.ForgotPassword", self._after_forgot)
-
-    def _after_forgot(self, http_response: Any, context: Mapping[str, Any], **_: Any) -> None:
-        code = http_response.headers.get(_RESET_HEADER, "")
-        email = context.get("identity_local_user", "")
-        if code and code != "None" and email:
-            self.deliver(Mail(to=email, kind="reset", code=code))
-
-
-def _remember_user(params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
-    context["identity_local_user"] = params.get("Username", "")
-
-
 class LocalCognito:
-    """moto on 127.0.0.1 with the project's pool, client and secret."""
+    """moto on 127.0.0.1 with the project's pool, client, groups, secret and fidelity layer."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(
+        self, port: int = 0, outbox: Outbox | None = None, clock: Clock | None = None
+    ) -> None:
         self._port = port
         self._server: Any = None
         self.endpoint = ""
@@ -99,9 +61,14 @@ class LocalCognito:
         self.secret_name = ""
         self.identity_pool_id = ""
         self.definition = definition.Definition()
+        self.outbox = outbox if outbox is not None else Outbox()
+        self.clock = clock if clock is not None else Clock()
+        self.signing_key = SigningKey()
+        self.triggers = Triggers({})
+        self.layer = layer.PoolLayer(self.outbox, self.clock, self.signing_key, self.triggers)
 
     def start(self) -> LocalCognito:
-        """Start moto, then create the pool, the app client and its secret."""
+        """Start moto, then create the pool, the app client, the groups and the secret."""
         from moto.server import ThreadedMotoServer
 
         _patch_moto()
@@ -112,10 +79,20 @@ class LocalCognito:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self.definition = definition.build(self.client, REGION)
+        layer.register(self.definition.pool_id, self.layer)
         self.pool_id, self.client_id = self.definition.pool_id, self.definition.client_id
         self.secret_name = self.definition.secret_name
         self.identity_pool_id = self.definition.identity_pool_id
+        for trigger, function in self.definition.triggers.items():
+            self.triggers.functions[trigger] = Function(
+                trigger, function.handler, dict(function.environment)
+            )
+        self.triggers.endpoint = self.endpoint
         return self
+
+    def add_to_group(self, email: str, group: str) -> None:
+        """Put a user in one of the pool's groups (AdminAddUserToGroup)."""
+        add_to_group(self.client("cognito-idp"), self.pool_id, email, group)
 
     def stop(self) -> None:
         """Stop moto."""
@@ -130,12 +107,12 @@ class LocalCognito:
 
     @property
     def issuer(self) -> str:
-        """The issuer moto puts in its tokens (the AWS form)."""
+        """The issuer in the local tokens (the AWS form)."""
         return f"https://cognito-idp.{REGION}.amazonaws.com/{self.pool_id}"
 
     @property
     def jwks_url(self) -> str:
-        """Where moto serves the key set (not under the issuer)."""
+        """Where the local stack serves its key set (not under the issuer)."""
         return f"{self.endpoint}/{self.pool_id}/.well-known/jwks.json"
 
     def environment(self, listen: str = "127.0.0.1:0") -> dict[str, str]:
@@ -160,15 +137,15 @@ def _patch_moto() -> None:
 
     - Refresh: Cognito checks SECRET_HASH over the Cognito username (the `sub`
       in an e-mail pool); moto checks it over the name used at sign-in.
-    - ConfirmForgotPassword for an unknown user: Cognito says
-      UserNotFoundException (or CodeMismatchException); moto says
-      ResourceNotFoundException, which means a missing app client.
-    - ResendConfirmationCode and RevokeToken: moto does not implement them
-      (HTTP 500); here they do what Cognito does with the local state.
+    - RevokeToken: moto does not implement it (HTTP 500); here it does what
+      Cognito does with the local state.
+    - Everything else the fidelity layer patches (`layer.install`), after
+      checking that moto is the version it was written for.
     """
     global _patched
     if _patched:
         return
+    layer.install()
     models: Any = importlib.import_module("moto.cognitoidp.models")
     responses: Any = importlib.import_module("moto.cognitoidp.responses")
     action_result: Any = importlib.import_module("moto.core.responses").ActionResult
@@ -188,35 +165,6 @@ def _patch_moto() -> None:
         if user and user.username != username:
             original_sign_out(self, user.username)
 
-    original_confirm = models.CognitoIdpBackend.confirm_forgot_password
-
-    def confirm_forgot_password(
-        self: Any, client_id: str, username: str, password: str, confirmation_code: str
-    ) -> None:
-        for pool in self.user_pools.values():
-            if client_id in pool.clients and not pool._get_user(username):
-                raise models.UserNotFoundError(username)
-        original_confirm(self, client_id, username, password, confirmation_code)
-
-    def resend_confirmation_code(self: Any) -> Any:
-        client_id = self._get_param("ClientId")
-        username = self._get_param("Username")
-        for backend in _backends():
-            for pool in backend.user_pools.values():
-                if client_id in pool.clients:
-                    if not pool._get_user(username):
-                        raise models.UserNotFoundError(username)
-                    return action_result(
-                        {
-                            "CodeDeliveryDetails": {
-                                "Destination": mask_email(username),
-                                "DeliveryMedium": "EMAIL",
-                                "AttributeName": "email",
-                            }
-                        }
-                    )
-        raise models.ResourceNotFoundError(client_id)
-
     def revoke_token(self: Any) -> Any:
         client_id = self._get_param("ClientId")
         token = self._get_param("Token")
@@ -234,10 +182,13 @@ def _patch_moto() -> None:
 
     models.CognitoIdpUserPool.create_refresh_token = create_refresh_token
     models.CognitoIdpUserPool.sign_out = sign_out
-    models.CognitoIdpBackend.confirm_forgot_password = confirm_forgot_password
-    responses.CognitoIdpResponse.resend_confirmation_code = resend_confirmation_code
     responses.CognitoIdpResponse.revoke_token = revoke_token
     _patched = True
+
+
+def add_to_group(cognito: Any, pool_id: str, email: str, group: str) -> None:
+    """AdminAddUserToGroup for the user with that e-mail (any case)."""
+    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
 
 
 def _backends() -> list[Any]:
