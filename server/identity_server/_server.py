@@ -141,6 +141,7 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
+                totp_issuer=self.settings.totp_issuer,
             ),
             self.server,
         )
