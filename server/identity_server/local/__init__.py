@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 
 from identity_server._logging import mask_email
+from identity_server.local import challenges
 
 REGION = "us-east-1"
 _RESET_HEADER = "x-moto-forgot-password-confirmation-code"
@@ -89,8 +90,10 @@ def _remember_user(params: Mapping[str, Any], context: dict[str, Any], **_: Any)
 class LocalCognito:
     """moto on 127.0.0.1 with the project's pool, client and secret."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, mfa: str | None = None) -> None:
+        """`mfa` overrides the pool definition's MfaConfiguration (`OFF`, `OPTIONAL`, `ON`)."""
         self._port = port
+        self._mfa = mfa
         self._server: Any = None
         self.endpoint = ""
         self.pool_id = ""
@@ -102,6 +105,7 @@ class LocalCognito:
         from moto.server import ThreadedMotoServer
 
         _patch_moto()
+        challenges.install()
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
@@ -110,10 +114,21 @@ class LocalCognito:
         self.endpoint = f"http://{host}:{port}"
         definition = json.loads(resources.files(__package__).joinpath("user_pool.json").read_text())
         cognito = self.client("cognito-idp")
+        if self._mfa is not None:
+            definition["pool"]["MfaConfiguration"] = self._mfa
         self.pool_id = cognito.create_user_pool(**definition["pool"])["UserPool"]["Id"]
+        # Authenticator apps (TOTP) are a second factor of this pool, as in
+        # the deployed one; CreateUserPool has no parameter for it.
+        cognito.set_user_pool_mfa_config(
+            UserPoolId=self.pool_id,
+            SoftwareTokenMfaConfiguration={"Enabled": True},
+            MfaConfiguration=definition["pool"]["MfaConfiguration"],
+        )
         app = cognito.create_user_pool_client(UserPoolId=self.pool_id, **definition["client"])
         self.client_id = app["UserPoolClient"]["ClientId"]
         self.secret_name = definition["secret_name"]
+        if self._mfa is not None:  # a second pool in the same moto: its own secret
+            self.secret_name += f"-mfa-{self._mfa.lower()}"
         self.client("secretsmanager").create_secret(
             Name=self.secret_name, SecretString=app["UserPoolClient"]["ClientSecret"]
         )
