@@ -33,6 +33,7 @@ def test_the_authenticated_rpcs_are_read_from_the_proto_access_policy() -> None:
         "SignOut",
         "SetUpTotp",
         "ConfirmTotp",
+        "DisableTotp",
     }
 
 

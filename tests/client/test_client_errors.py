@@ -39,6 +39,7 @@ MAPPING: list[tuple[grpc.StatusCode, str, type[IdentityError]]] = [
     (S.INVALID_ARGUMENT, "CODE_EXPIRED", ic.CodeExpired),
     (S.UNAUTHENTICATED, "INVALID_CREDENTIALS", ic.InvalidCredentials),
     (S.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID", ic.RefreshTokenInvalid),
+    (S.UNAUTHENTICATED, "SESSION_EXPIRED", ic.SessionExpired),
     *[(S.UNAUTHENTICATED, reason, ic.TokenInvalid) for reason in TOKEN_REASONS],
     (S.PERMISSION_DENIED, "GROUP_REQUIRED", ic.PermissionDenied),
     (S.PERMISSION_DENIED, "SCOPE_REQUIRED", ic.PermissionDenied),

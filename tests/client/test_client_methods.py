@@ -210,6 +210,13 @@ CASES = [
         _nothing,
     ),
     Case(
+        "DisableTotp",
+        lambda c, f: c.disable_totp(access_token=_access(f), code="654321"),
+        lambda c, f: c.disable_totp(access_token=_access(f), code="654321"),
+        pb.DisableTotpRequest(code="654321"),
+        _nothing,
+    ),
+    Case(
         "StartFederatedSignIn",
         lambda c, f: c.start_federated_sign_in(redirect_uri="https://app.example/cb"),
         lambda c, f: c.start_federated_sign_in(redirect_uri="https://app.example/cb"),
@@ -269,6 +276,36 @@ def test_sign_in_returns_a_challenge_when_the_server_asks_for_one(
     assert result.name == "SOFTWARE_TOKEN_MFA"
     assert result.session == "session-1"
     assert result.parameters == {"USER_ID_FOR_SRP": "x"}
+
+
+MFA_SETUP = AuthChallenge(name="MFA_SETUP", session="setup-1", parameters={})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_totp_set_up_during_sign_in_uses_the_challenge_session_and_no_bearer(
+    fake: FakeServer, kind: Kind
+) -> None:
+    def flow(client: IdentityClient) -> AuthChallenge:
+        setup = client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
+        assert setup.session == "setup-1-totp"
+        return client.confirm_totp_for_challenge(setup=setup, code="123456")
+
+    async def aflow(client: AsyncIdentityClient) -> AuthChallenge:
+        setup = await client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
+        return await client.confirm_totp_for_challenge(setup=setup, code="123456")
+
+    result = run_with(kind, fake.target, fake.config(), flow, aflow)
+
+    assert result == AuthChallenge(name="MFA_SETUP", session="setup-1-totp-verified", parameters={})
+    assert fake.servicer.requests["SetUpTotp"] == [
+        pb.SetUpTotpRequest(session="setup-1", email=EMAIL)
+    ]
+    assert fake.servicer.requests["ConfirmTotp"] == [
+        pb.ConfirmTotpRequest(session="setup-1-totp", code="123456")
+    ]
+    assert "authorization" not in fake.servicer.metadata["SetUpTotp"][0]
+    assert "SetUpTotpResponse" not in repr(result)  # the session stays out of repr
+    assert "setup-1" not in repr(result)
 
 
 def test_verify_token_asks_for_an_id_token_when_told(fake: FakeServer) -> None:

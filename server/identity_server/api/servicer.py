@@ -260,7 +260,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         answers: dict[str, str] = {}
         violations = [
             check.email(request.email),
-            check.opaque(request.session, "session", limit=check.MAX_SESSION),
+            check.session(request.session),
         ]
         if not name:
             violations.append([FieldViolation("name", "is not a challenge this service answers")])
@@ -418,7 +418,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.SetUpTotpRequest, context: Context
     ) -> pb.SetUpTotpResponse:
         check.ensure(
-            check.opaque(request.session, "session", limit=check.MAX_SESSION, required=False),
+            check.session(request.session, required=False),
             check.email(request.email) if request.session or request.email else [],
         )
         caller = _bearer_or_session(request.session)
@@ -452,7 +452,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(
             check.totp_code(request.code),
             check.device_name(request.friendly_device_name),
-            check.opaque(request.session, "session", limit=check.MAX_SESSION, required=False),
+            check.session(request.session, required=False),
         )
         caller = _bearer_or_session(request.session)
         with _audited("totp_enabled", sub=caller.principal.sub if caller else ""):

@@ -143,3 +143,14 @@ def device_name(value: str, field: str = "friendly_device_name") -> list[FieldVi
     if _CONTROL.search(value):
         return [FieldViolation(field, "has control characters")]
     return []
+
+
+MIN_SESSION = 20
+
+
+def session(value: str, field: str = "session", *, required: bool = True) -> list[FieldViolation]:
+    """A challenge session as Cognito issues it: printable ASCII, 20 to 2048 characters."""
+    found = opaque(value, field, limit=MAX_SESSION, required=required)
+    if not found and value and len(value) < MIN_SESSION:
+        return [FieldViolation(field, f"must be at least {MIN_SESSION} characters")]
+    return found
