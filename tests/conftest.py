@@ -19,7 +19,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._logging import JsonFormatter
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
-from identity_server.local import LocalCognito, Outbox
+from identity_server.local import SIGN_UP, LocalCognito, Outbox
 
 PASSWORD = "Correct-Horse-9"
 
@@ -90,11 +90,11 @@ def identity_server(
 ) -> Iterator[RunningServer]:
     settings = load_settings(local_cognito.environment("127.0.0.1:0"))
     server = IdentityServer(settings)
-    outbox = Outbox()
-    outbox.attach(server.gateway.client)
     server.start()
     wait_serving(server.target)
-    yield RunningServer(server=server, cognito=local_cognito, outbox=outbox, log=server_log)
+    yield RunningServer(
+        server=server, cognito=local_cognito, outbox=local_cognito.outbox, log=server_log
+    )
     server.stop(grace=1)
 
 
@@ -119,11 +119,17 @@ class User:
     password: str
 
 
-@pytest.fixture
-def confirmed_user(stub: pb_grpc.IdentityServiceStub) -> User:
-    email = new_email()
+def sign_up_confirmed(stub: pb_grpc.IdentityServiceStub, outbox: Outbox, email: str) -> None:
+    """Sign up and confirm with the code the local Cognito mailed."""
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    code = outbox.last_code(email, SIGN_UP)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=code), timeout=10)
+
+
+@pytest.fixture
+def confirmed_user(stub: pb_grpc.IdentityServiceStub, identity_server: RunningServer) -> User:
+    email = new_email()
+    sign_up_confirmed(stub, identity_server.outbox, email)
     return User(email, PASSWORD)
 
 

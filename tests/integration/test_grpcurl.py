@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from identity_server.local import SIGN_UP
 from tests.conftest import PASSWORD, RunningServer, new_email
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
@@ -42,7 +43,9 @@ def test_list_shows_the_service_through_reflection(target: str) -> None:
     assert "grpc.health.v1.Health" in services
 
 
-def test_sign_up_then_sign_in_from_the_command_line(target: str) -> None:
+def test_sign_up_then_sign_in_from_the_command_line(
+    target: str, identity_server: RunningServer
+) -> None:
     email = new_email()
     body = json.dumps({"email": email, "password": PASSWORD})
     signed_up = grpcurl(target, "-d", body, "identity.v1.IdentityService/SignUp")
@@ -51,7 +54,7 @@ def test_sign_up_then_sign_in_from_the_command_line(target: str) -> None:
     confirmed = grpcurl(
         target,
         "-d",
-        json.dumps({"email": email, "code": "123456"}),
+        json.dumps({"email": email, "code": identity_server.outbox.last_code(email, SIGN_UP)}),
         "identity.v1.IdentityService/Confirm",
     )
     assert confirmed.returncode == 0, confirmed.stderr

@@ -13,7 +13,7 @@ from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
-from identity_server.local import LocalCognito
+from identity_server.local import SIGN_UP, LocalCognito
 from tests.conftest import PASSWORD, new_email, wait_serving
 
 
@@ -39,13 +39,14 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_rpcs_verifications_key_fetches_and_cognito_calls(
-    metered: IdentityServer,
+    metered: IdentityServer, local_cognito: LocalCognito
 ) -> None:
     email = new_email()
     with grpc.insecure_channel(metered.target) as channel:
         stub = pb_grpc.IdentityServiceStub(channel)
         stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
-        stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+        code = local_cognito.outbox.last_code(email, SIGN_UP)
+        stub.Confirm(pb.ConfirmRequest(email=email, code=code), timeout=10)
         tokens = stub.SignIn(pb.SignInRequest(email=email, password=PASSWORD), timeout=10).tokens
         with pytest.raises(grpc.RpcError):
             stub.SignIn(pb.SignInRequest(email=email, password="Wrong-Pass-000"), timeout=10)

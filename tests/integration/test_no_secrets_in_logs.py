@@ -12,6 +12,7 @@ import grpc
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server import _logging
+from identity_server.local import SIGN_UP
 from tests.conftest import RunningServer, new_email
 from tests.support.totp import fresh_code
 
@@ -22,13 +23,13 @@ def test_account_flow_leaves_no_secret_in_the_log(
     email = new_email()
     password = "Zebra-Quartz-4417"
     new_password = "Yellow-Mango-8823"
-    sign_up_code = "271828"
     session, mfa_code, device = "Session-Value-5150", "314159", "Device-Name-9911"
     redirect, auth_code = "https://app.example/cb?secret=Redirect-7788", "Auth-Code-6622"
     verifier, nonce = "Code-Verifier-3344", "Nonce-Value-5566"
     start = identity_server.log.tell()
 
     stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
+    sign_up_code = identity_server.outbox.last_code(email, SIGN_UP)
     stub.Confirm(pb.ConfirmRequest(email=email, code=sign_up_code), timeout=10)
     tokens = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens
     stub.Refresh(
@@ -143,7 +144,8 @@ def test_account_events_leave_one_audit_line_each(
     password = "Audit-Trail-5521"
     start = identity_server.log.tell()
     stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    code = identity_server.outbox.last_code(email, SIGN_UP)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=code), timeout=10)
     with contextlib.suppress(grpc.RpcError):
         stub.SignIn(pb.SignInRequest(email=email, password="Wrong-Pass-000"), timeout=10)
     tokens = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens

@@ -24,7 +24,7 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
-_CODE = re.compile(r"[0-9A-Za-z:_-]+")
+_CODE = re.compile(r"[0-9]{6}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPAQUE = re.compile(r"[\x21-\x7e]+")
 
@@ -78,7 +78,7 @@ def password(value: str, field: str = "password", *, new: bool = False) -> list[
 
 
 def code(value: str, field: str = "code") -> list[FieldViolation]:
-    """A short code of letters, digits, ':', '_' or '-'."""
+    """Six digits: what Cognito sends (sign-up and reset codes) and what TOTP apps show."""
     if not value:
         return [FieldViolation(field, "is required")]
     if len(value) > MAX_CODE or not _CODE.fullmatch(value):

@@ -1,29 +1,47 @@
-"""`make run`: the service on an embedded local Cognito, with a grpcurl walk-through."""
+"""`make run`: the service on an embedded local Cognito; and two local helpers.
+
+    python -m identity_server.local                      the service on a local Cognito
+    python -m identity_server.local add-to-group EMAIL GROUP
+                                                         put a user in a group of the
+                                                         running local stack's pool
+    python -m identity_server.local totp SECRET          the current TOTP code for a secret
+
+The service takes its own settings from the environment (`IDENTITY_LISTEN`,
+default 127.0.0.1:50051, `IDENTITY_WORKERS`, `IDENTITY_METRICS_LISTEN`, TLS,
+...); the Cognito settings are the local stack's. The local Cognito listens on
+127.0.0.1:`LOCAL_COGNITO_PORT` (default 9229), where `add-to-group` finds it.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
 
 from identity_server import _logging
 from identity_server._logging import mask_email
-from identity_server._run import serve
+from identity_server._run import serve, serve_workers
 from identity_server._settings import ConfigError, load_settings
-from identity_server.local import LIMITS, LocalCognito, Mail, Outbox
+from identity_server.local import LIMITS, REGION, LocalCognito, Mail, Outbox, add_to_group
+from identity_server.local.pool import definition
+from identity_server.local.totp import current_code
+
+DEFAULT_PORT = 9229
+DEFAULT_LISTEN = "127.0.0.1:50051"
 
 WALKTHROUGH = """\
-Try it with grpcurl (installed in .venv/bin by make), in another shell:
+Try it with grpcurl (in .venv/bin) and jq, in another shell: see the README's
+"Local walk-through" for the whole account life. In short:
 
   G=".venv/bin/grpcurl -plaintext"; T={target}; S=identity.v1.IdentityService
-  $G $T list
   $G -d '{{"email":"ada@example.com","password":"Correct-Horse-9"}}' $T $S/SignUp
-  $G -d '{{"email":"ada@example.com","code":"123456"}}' $T $S/Confirm
-  $G -d '{{"email":"ada@example.com","password":"Correct-Horse-9"}}' $T $S/SignIn
-  $G -d '{{"token":"<access_token from SignIn>"}}' $T $S/VerifyToken
-  $G -d '{{"email":"ada@example.com"}}' $T $S/ForgotPassword
-     (the reset code appears here as local mail)
-  $G -d '{{"email":"ada@example.com","code":"<code from the mail>",
-           "new_password":"Battery-Staple-7"}}' $T $S/ConfirmReset
+     (the sign-up code appears here as local mail)
+  $G -d '{{"email":"ada@example.com","code":"<code from the mail>"}}' $T $S/Confirm
+  $G -d '{{"email":"ada@example.com","password":"Correct-Horse-9"}}' $T $S/SignIn \\
+     | jq -r .tokens.access_token > /tmp/access
+  $G -d "{{\\"token\\":\\"$(cat /tmp/access)\\"}}" $T $S/VerifyToken
+  python -m identity_server.local add-to-group ada@example.com admins
 
 Stop with Ctrl-C.
 """
@@ -35,20 +53,33 @@ def _print_mail(mail: Mail) -> None:
     )
 
 
-def main() -> int:
-    """Start moto, then the server on IDENTITY_LISTEN (default 127.0.0.1:50051)."""
+def service_environment(cognito: LocalCognito, environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's settings: the local stack's Cognito, the caller's own IDENTITY_* settings."""
+    own = {name: value for name, value in environ.items() if name.startswith("IDENTITY_")}
+    return {
+        **cognito.environment(own.get("IDENTITY_LISTEN", DEFAULT_LISTEN)),
+        **own,
+    }
+
+
+def run(environ: Mapping[str, str]) -> int:
+    """Start the local Cognito, then the server with the caller's settings."""
     _logging.configure()
-    cognito = LocalCognito().start()
-    outbox = Outbox(on_mail=_print_mail)
+    port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
+    cognito = LocalCognito(port=port, outbox=Outbox(on_mail=_print_mail))
     try:
-        env = cognito.environment(os.environ.get("IDENTITY_LISTEN", "127.0.0.1:50051"))
+        cognito.start()
+    except OSError as exc:
+        print(f"identity-server: local Cognito on port {port}: {exc}", file=sys.stderr)
+        return 1
+    try:
         try:
-            settings = load_settings(env)
+            settings = load_settings(service_environment(cognito, environ))
         except ConfigError as exc:
             print(f"identity-server: {exc}", file=sys.stderr)
             return 2
-        print(f"Local Cognito (moto) on {cognito.endpoint}; user pool {cognito.pool_id}.")
-        print("What the local Cognito does not do:")
+        print(f"Local Cognito on {cognito.endpoint}; user pool {cognito.pool_id}.")
+        print("Where the local Cognito still differs from Cognito:")
         for limit in LIMITS:
             print(f"  - {limit}")
 
@@ -56,11 +87,59 @@ def main() -> int:
             print(f"\nidentity-server listening on {target}\n")
             print(WALKTHROUGH.format(target=target), flush=True)
 
-        return serve(
-            settings, on_started=started, on_built=lambda s: outbox.attach(s.gateway.client)
-        )
+        if settings.workers > 1:
+            started(settings.listen)
+            return serve_workers(settings)
+        return serve(settings, on_started=started)
     finally:
         cognito.stop()
+
+
+def _add_to_group(arguments: argparse.Namespace) -> int:
+    import boto3
+
+    for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
+        os.environ.setdefault(key, value)
+    make = boto3.client
+    cognito = make("cognito-idp", region_name=REGION, endpoint_url=arguments.endpoint)
+    name = definition().pool["PoolName"]
+    try:
+        pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
+        pool_id = next(p["Id"] for p in pools if p["Name"] == name)
+        add_to_group(cognito, pool_id, arguments.email, arguments.group)
+    except StopIteration:
+        print(f"no pool {name} at {arguments.endpoint}: is `make run` running?", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line for whatever the local stack says
+        print(f"add-to-group: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{mask_email(arguments.email)} is in {arguments.group}; sign in again for new tokens.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`make run` without arguments; the local helpers with them."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="python -m identity_server.local")
+    commands = parser.add_subparsers(dest="command")
+    group = commands.add_parser("add-to-group", help="put a user in a group (local stack only)")
+    group.add_argument("email")
+    group.add_argument("group")
+    port = environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT))
+    group.add_argument("--endpoint", default=f"http://127.0.0.1:{port}")
+    totp = commands.add_parser("totp", help="the current TOTP code for a secret (local only)")
+    totp.add_argument("secret")
+    arguments = parser.parse_args(argv)
+    if arguments.command == "add-to-group":
+        return _add_to_group(arguments)
+    if arguments.command == "totp":
+        try:
+            print(current_code(arguments.secret.replace(" ", "").upper()))
+        except (ValueError, TypeError):
+            print("totp: not a base32 secret", file=sys.stderr)
+            return 2
+        return 0
+    return run(environ)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
   the user, session is expired." (moto: ResourceNotFoundException, which means
   a missing app client), and so is a session answered under another user's name.
 - SECRET_HASH is checked on every challenge response (moto: MFA codes only).
+- VerifySoftwareToken with an access token also accepts a current code of the
+  user's active authenticator when no new one is pending verification (Cognito
+  re-verifies the associated secret; DisableTotp's step-up relies on it).
 - A pool with MfaConfiguration ON answers a password sign-in of a user without
   MFA with the MFA_SETUP challenge (moto: only after SRP), and MFA_SETUP is
   answered only with the session that VerifySoftwareToken returned (moto signs
@@ -22,6 +25,8 @@ import threading
 import time
 import uuid
 from typing import Any
+
+from identity_server.local.layer import layer_for
 
 SESSION_LIFETIME = 180.0
 EXPIRED = "Invalid session for the user, session is expired."
@@ -196,7 +201,14 @@ def install() -> None:
         sessions = _sessions(self)
         if session and session not in sessions:
             raise models.NotAuthorizedError(EXPIRED)
-        result = original_verify(self, access_token, session, user_code, friendly_device_name)
+        try:
+            result = original_verify(self, access_token, session, user_code, friendly_device_name)
+        except Exception as exc:
+            if session or getattr(exc, "error_type", "") != "EnableSoftwareTokenMFAException":
+                raise
+            if not _verifies_active_secret(self, access_token, user_code):
+                raise
+            return {"Status": "SUCCESS"}
         if session and result.get("Session"):
             sessions.mark_verified(result["Session"])
         return result
@@ -214,3 +226,14 @@ def _has_mfa(user: Any) -> bool:
         or user.sms_mfa_enabled
         or getattr(user, "token_verified", False)
     )
+
+
+def _verifies_active_secret(backend: Any, access_token: str, code: str) -> bool:
+    """A code of the token owner's active authenticator (the fidelity layer's secrets)."""
+    for pool in backend.user_pools.values():
+        if access_token in pool.access_tokens:
+            _, username = pool.access_tokens[access_token]
+            user = pool._get_user(username)
+            totp = layer_for(pool).totp
+            return user is not None and totp.has_secret(user.id) and totp.verify(user.id, code)
+    return False

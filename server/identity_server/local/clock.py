@@ -1,0 +1,29 @@
+"""The local Cognito's clock: wall time plus an offset a test can advance.
+
+Code lifetimes, the sign-in lockout and TOTP steps all read this clock, so a
+test moves time forward (`advance`) instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Clock:
+    """Seconds since the epoch, as `time.time()`, shifted by `advance`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+
+    def now(self) -> float:
+        """The current time on this clock."""
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock forward (never back)."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        with self._lock:
+            self._offset += seconds

@@ -1,0 +1,45 @@
+"""The pool definition the local stack builds: one function reads it.
+
+Today it is `user_pool.json` beside this module; `definition()` is the one
+place to change when the source becomes the CloudFormation template.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from identity_server.local.triggers import Function
+
+
+@dataclass(frozen=True)
+class PoolDefinition:
+    """CreateUserPool and CreateUserPoolClient parameters, groups and trigger functions."""
+
+    pool: dict[str, Any]
+    client: dict[str, Any]
+    secret_name: str
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    functions: dict[str, Function] = field(default_factory=dict)
+
+
+def definition() -> PoolDefinition:
+    """The project's pool, client, groups and Lambda functions."""
+    raw = json.loads(resources.files(__package__).joinpath("user_pool.json").read_text())
+    functions = {
+        arn: Function(
+            name=arn.rpartition(":")[2],
+            handler=spec["handler"],
+            environment=dict(spec.get("environment", {})),
+        )
+        for arn, spec in raw.get("functions", {}).items()
+    }
+    return PoolDefinition(
+        pool=raw["pool"],
+        client=raw["client"],
+        secret_name=raw["secret_name"],
+        groups=list(raw.get("groups", [])),
+        functions=functions,
+    )

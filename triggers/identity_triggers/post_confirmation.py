@@ -1,0 +1,39 @@
+"""PostConfirmation: put a newly confirmed user in the default group.
+
+Environment:
+
+- `DEFAULT_GROUP`: the group every user joins when their sign-up is confirmed
+  (`PostConfirmation_ConfirmSignUp`); nothing is done when unset or empty, and
+  never on `PostConfirmation_ConfirmForgotPassword`.
+
+The function's role needs `cognito-idp:AdminAddUserToGroup` on the pool.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+DEFAULT_GROUP = "DEFAULT_GROUP"
+
+
+@lru_cache(maxsize=8)
+def _cognito(region: str, endpoint: str | None) -> Any:
+    # One client per region (and endpoint, for the local stack), reused across
+    # warm invocations as Lambda recommends.
+    make: Any = boto3.client
+    return make("cognito-idp", region_name=region, endpoint_url=endpoint)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Add the confirmed user to DEFAULT_GROUP."""
+    group = os.environ.get(DEFAULT_GROUP, "").strip()
+    if group and event.get("triggerSource") == "PostConfirmation_ConfirmSignUp":
+        client = _cognito(str(event["region"]), os.environ.get("AWS_ENDPOINT_URL") or None)
+        client.admin_add_user_to_group(
+            UserPoolId=event["userPoolId"], Username=event["userName"], GroupName=group
+        )
+    return event
