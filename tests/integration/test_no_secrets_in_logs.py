@@ -14,7 +14,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server import _logging
 from identity_server.local import SIGN_UP
 from tests.conftest import RunningServer, new_email
-from tests.support.totp import fresh_code
+from tests.support.totp import Authenticator
 
 
 def test_account_flow_leaves_no_secret_in_the_log(
@@ -191,19 +191,20 @@ def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
     device = "Device-Name-4242"
     start = identity_server.log.tell()
     stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
-    stub.Confirm(pb.ConfirmRequest(email=email, code="123456"), timeout=10)
+    sign_up_code = identity_server.outbox.last_code(email, SIGN_UP)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=sign_up_code), timeout=10)
     first = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens
     bearer = (("authorization", f"Bearer {first.access_token}"),)
     setup = stub.SetUpTotp(pb.SetUpTotpRequest(), timeout=10, metadata=bearer)
-    codes = [fresh_code(setup.secret_code)]
+    app = Authenticator(setup.secret_code, identity_server.cognito.clock)
+    codes = [app.code()]
     stub.ConfirmTotp(
         pb.ConfirmTotpRequest(code=codes[0], friendly_device_name=device),
         timeout=10,
         metadata=bearer,
     )
     challenge = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).challenge
-    codes.append(f"{(int(fresh_code(setup.secret_code)) + 7) % 1_000_000:06d}")  # wrong
-    codes.append(fresh_code(setup.secret_code))
+    codes += [app.wrong_code(), app.code()]
     tokens = None
     for code in codes[1:]:
         with contextlib.suppress(grpc.RpcError):
@@ -219,8 +220,7 @@ def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
     assert tokens is not None
     bearer = (("authorization", f"Bearer {tokens.access_token}"),)
     stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=bearer)
-    codes.append(f"{(int(fresh_code(setup.secret_code)) + 11) % 1_000_000:06d}")  # wrong
-    codes.append(fresh_code(setup.secret_code))
+    codes += [app.wrong_code(), app.code()]
     for code in codes[3:]:
         with contextlib.suppress(grpc.RpcError):
             stub.DisableTotp(pb.DisableTotpRequest(code=code), timeout=10, metadata=bearer)
@@ -269,6 +269,7 @@ def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
         "e-mail": email,
         "admin-created e-mail": admin_email,
         "password": password,
+        "sign-up code": sign_up_code,
         "temporary password": temporary,
         "chosen password": chosen,
         "weak password": "weak-password-only",

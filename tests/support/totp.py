@@ -1,29 +1,44 @@
-"""TOTP codes (RFC 6238: SHA-1, 6 digits, 30 s) from a base32 secret."""
+"""An authenticator app in tests: RFC 6238 codes (SHA-1, 6 digits, 30 s) from a base32 secret."""
 
 from __future__ import annotations
 
 import base64
-import time
+from typing import Protocol
 
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
+STEP = 30
 
-def totp_code(secret: str, at: float | None = None) -> str:
-    """The code for `secret` at `at` (default: now)."""
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+
+def totp_code(secret: str, at: float) -> str:
+    """The code for `secret` at time `at` (seconds since the epoch)."""
     key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
-    totp = TOTP(key, 6, SHA1(), 30, enforce_key_length=False)
-    return totp.generate(int(time.time() if at is None else at)).decode()
+    return TOTP(key, 6, SHA1(), STEP, enforce_key_length=False).generate(int(at)).decode()
 
 
-def next_window_code(secret: str) -> str:
-    """A code that is still valid but not the current one's (the next 30 s window)."""
-    return totp_code(secret, time.time() + 30)
+class Authenticator:
+    """One secret, read on the local Cognito's clock.
 
+    The local Cognito never accepts a time step twice, so `code()` first moves
+    its clock on by one step: every code it gives is new and current.
+    """
 
-def fresh_code(secret: str, margin: float = 3.0) -> str:
-    """The current code, waiting for the next window when this one is about to end."""
-    left = 30 - time.time() % 30
-    if left < margin:
-        time.sleep(left + 0.05)
-    return totp_code(secret)
+    def __init__(self, secret: str, clock: Clock) -> None:
+        self.secret = secret
+        self._clock = clock
+
+    def code(self) -> str:
+        """A fresh, valid code."""
+        self._clock.advance(STEP)
+        return totp_code(self.secret, self._clock.now())
+
+    def wrong_code(self) -> str:
+        """A code that is not valid now."""
+        return f"{(int(totp_code(self.secret, self._clock.now())) + 1) % 1_000_000:06d}"
