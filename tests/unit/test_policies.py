@@ -23,7 +23,7 @@ PUBLIC = {
     "StartFederatedSignIn",
     "CompleteFederatedSignIn",
 }
-BEARER = {"GetCurrentUser", "SignOut", "SetUpTotp", "ConfirmTotp"}
+BEARER = {"GetCurrentUser", "SignOut", "SetUpTotp", "ConfirmTotp", "DisableTotp"}
 
 
 def test_every_rpc_of_the_service_declares_a_policy() -> None:
