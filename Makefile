@@ -65,7 +65,9 @@ $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 pytest: $(STAMP) $(NODE_DEPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.
+# Starts the service on an embedded local Cognito (moto and its fidelity layer),
+# on IDENTITY_LISTEN (default 127.0.0.1:50051), with the service's own IDENTITY_*
+# settings (workers, metrics, TLS) from the environment.
 run: $(STAMP)
 	$(BIN)/python -m identity_server.local
 

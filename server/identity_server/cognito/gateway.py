@@ -211,6 +211,9 @@ _DEFAULT_ERRORS: ErrorTable = {
     "CodeDeliveryFailureException": Unavailable,
     "ServiceUnavailable": Unavailable,
     "ServiceUnavailableException": Unavailable,
+    # A Lambda trigger refused (PreSignUp's domain allow-list runs before the
+    # existence check, so the answer is alike for known and unknown accounts).
+    "UserLambdaValidationException": _violation("request", "was refused by the user pool's rules"),
 }
 
 _SIGN_UP: ErrorTable = {"UsernameExistsException": None}

@@ -11,15 +11,27 @@ import time
 
 
 class Clock:
-    """Seconds since the epoch, as `time.time()`, shifted by `advance`."""
+    """Seconds since the epoch, as `time.time()`, shifted by `advance`; can be stopped."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._offset = 0.0
+        self._frozen: float | None = None
 
     def now(self) -> float:
         """The current time on this clock."""
-        return time.time() + self._offset
+        frozen = self._frozen
+        return (time.time() if frozen is None else frozen) + self._offset
+
+    def freeze(self) -> None:
+        """Stop the clock: it moves only by `advance` until `thaw`."""
+        with self._lock:
+            self._frozen = time.time()
+
+    def thaw(self) -> None:
+        """Run with wall time again, plus every advance made (time never goes back)."""
+        with self._lock:
+            self._frozen = None
 
     def advance(self, seconds: float) -> None:
         """Move this clock forward (never back)."""

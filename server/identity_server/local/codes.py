@@ -4,7 +4,9 @@ Six random digits, one live code per user and purpose: a new one (resend,
 another ForgotPassword) supersedes the old. A sign-up code is valid 24 hours,
 a reset code 1 hour; a code works once. After `MAX_WRONG` wrong codes the live
 code is dead and every further try is refused as Cognito refuses it
-(LimitExceededException) until a new code is sent.
+(LimitExceededException) until a new code is sent. Wrong codes for a user
+with no live code (an unknown address, a spent code) count the same way, so
+the limit does not tell accounts apart.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class CodeRefused(Exception):
 
 @dataclass(slots=True)
 class _Live:
-    code: str
+    code: str | None
     expires: float
     wrong: int = 0
 
@@ -61,12 +63,10 @@ class Codes:
         password's policy check): if it raises, the code stays live.
         """
         with self._lock:
-            live = self._live.get((kind, user))
-            if live is None:
-                raise CodeRefused("mismatch")
+            live = self._live.setdefault((kind, user), _Live(None, 0.0))
             if live.wrong >= MAX_WRONG:
                 raise CodeRefused("limit")
-            if not hmac.compare_digest(live.code.encode(), code.encode()):
+            if live.code is None or not hmac.compare_digest(live.code.encode(), code.encode()):
                 live.wrong += 1
                 raise CodeRefused("mismatch")
             if self._clock.now() >= live.expires:
@@ -76,6 +76,6 @@ class Codes:
             del self._live[kind, user]
 
     def forget(self, kind: str, user: str) -> None:
-        """Drop the live code, if any."""
+        """Drop the live code and the count of wrong ones, if any."""
         with self._lock:
             self._live.pop((kind, user), None)

@@ -58,6 +58,12 @@ class Lockout:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
+    def failures(self, key: str) -> int:
+        """Consecutive failed attempts counted for `key`."""
+        with self._lock_for(key):
+            state = self._states.get(key)
+            return 0 if state is None else state.failures
+
     def attempt(self, key: str, sign_in: Callable[[], T], failed: Callable[[Exception], bool]) -> T:
         """Run `sign_in` unless `key` is locked; count it when `failed(error)` says so."""
         with self._lock_for(key):

@@ -11,9 +11,11 @@ UserLambdaValidationException, "<Trigger> failed with error <message>."
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +84,8 @@ class Triggers:
     def __init__(self, functions: Mapping[str, Function], endpoint: str = "") -> None:
         self.functions = dict(functions)
         self.endpoint = endpoint
+        # The latest events, as the handlers received them (for tests).
+        self.invocations: deque[dict[str, Any]] = deque(maxlen=64)
 
     def configure(self, arn: str, **environment: str) -> None:
         """Change a function's environment (tests; `make run` reads the definition)."""
@@ -100,6 +104,7 @@ class Triggers:
         if self.endpoint:
             environment["AWS_ENDPOINT_URL"] = self.endpoint
         with _invoking, _environment(environment):
+            self.invocations.append(copy.deepcopy(event))
             try:
                 answer = function.load()(event, Context(function.name))
             except Exception as exc:
