@@ -22,6 +22,7 @@ from identity_server._logging import mask_email
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
 from identity_server.local import LocalCognito, challenges
+from identity_server.local.__main__ import main as local_main
 from tests.conftest import PASSWORD, RunningServer, new_email, sign_up_confirmed, wait_serving
 from tests.support.rpc import Failure, failure
 from tests.support.totp import Authenticator
@@ -419,3 +420,8 @@ def test_an_expired_mfa_setup_session_is_session_expired(mfa_stack: Stack) -> No
         mfa_stack.stub.SetUpTotp, pb.SetUpTotpRequest(session=challenge.session, email=email)
     )
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "SESSION_EXPIRED")
+
+
+def test_make_run_refuses_an_unknown_mfa_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert local_main([], {"LOCAL_COGNITO_MFA": "SOMETIMES"}) == 2
+    assert "LOCAL_COGNITO_MFA" in capsys.readouterr().err

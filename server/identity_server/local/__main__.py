@@ -65,12 +65,12 @@ def service_environment(cognito: LocalCognito, environ: Mapping[str, str]) -> di
 
 def run(environ: Mapping[str, str]) -> int:
     """Start the local Cognito, then the server with the caller's settings."""
-    _logging.configure()
-    port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
     mfa = environ.get("LOCAL_COGNITO_MFA", "").strip().upper() or None  # OFF, OPTIONAL, ON
     if mfa not in (None, "OFF", "OPTIONAL", "ON"):
         print("identity-server: LOCAL_COGNITO_MFA must be OFF, OPTIONAL or ON", file=sys.stderr)
         return 2
+    _logging.configure()
+    port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
     cognito = LocalCognito(port=port, outbox=Outbox(on_mail=_print_mail), mfa=mfa)
     try:
         cognito.start()
