@@ -164,6 +164,7 @@ class AsyncIdentityClient:
             session=challenge.session,
             code=code,
             new_password=new_password,
+            username=challenge.username,
         )
         response = await self._call(rpcs.RESPOND_TO_CHALLENGE, request, timeout)
         return models.sign_in_result(response)
@@ -268,6 +269,7 @@ class AsyncIdentityClient:
     async def confirm_totp_for_challenge(
         self,
         *,
+        challenge: AuthChallenge,
         setup: TotpSetup,
         code: str,
         friendly_device_name: str = "",
@@ -275,13 +277,15 @@ class AsyncIdentityClient:
     ) -> AuthChallenge:
         """Confirm the authenticator with a first code. Never retried.
 
-        Returns the `MFA_SETUP` challenge to finish the sign-in with
-        `respond_to_challenge` (no code needed there).
+        `challenge` is the `MFA_SETUP` challenge the sign-in returned, `setup`
+        what `set_up_totp_for_challenge` returned. Returns the challenge to
+        finish the sign-in with `respond_to_challenge` (no code needed there).
         """
         request = pb.ConfirmTotpRequest(
             session=setup.session, code=code, friendly_device_name=friendly_device_name
         )
-        return models.mfa_setup_challenge(await self._call(rpcs.CONFIRM_TOTP, request, timeout))
+        response = await self._call(rpcs.CONFIRM_TOTP, request, timeout)
+        return models.mfa_setup_challenge(challenge, response)
 
     # Federated sign-in ------------------------------------------------------
 

@@ -61,6 +61,8 @@ class AuthChallenge:
     `SELECT_MFA_TYPE`, or `UNSPECIFIED`."""
     session: str = field(repr=False)
     parameters: Mapping[str, str] = field(repr=False)
+    username: str = ""
+    """The Cognito username the challenge is for; `respond_to_challenge` sends it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ def auth_challenge(message: pb.AuthChallenge) -> AuthChallenge:
         name=_enum_name(pb.ChallengeName.Name, message.name, "CHALLENGE_NAME_"),
         session=message.session,
         parameters=MappingProxyType(dict(message.parameters)),
+        username=message.username,
     )
 
 
@@ -216,9 +219,9 @@ def totp_setup(message: pb.SetUpTotpResponse) -> TotpSetup:
     )
 
 
-def mfa_setup_challenge(message: pb.ConfirmTotpResponse) -> AuthChallenge:
+def mfa_setup_challenge(challenge: AuthChallenge, message: pb.ConfirmTotpResponse) -> AuthChallenge:
     """The MFA_SETUP challenge to answer once the authenticator is confirmed."""
-    return AuthChallenge(name="MFA_SETUP", session=message.session, parameters=MappingProxyType({}))
+    return replace(challenge, name="MFA_SETUP", session=message.session)
 
 
 def federated_start(message: pb.StartFederatedSignInResponse) -> FederatedSignInStart:

@@ -27,7 +27,9 @@ from tests.client.client_fakes import KINDS, LIFETIME, NOW, FakeIdentity, FakeSe
 EMAIL = "ada@example.com"
 PASSWORD = "Correct-Horse-9"
 SCOPE = "aws.cognito.signin.user.admin"
-CHALLENGE = AuthChallenge(name="SOFTWARE_TOKEN_MFA", session="session-1", parameters={})
+CHALLENGE = AuthChallenge(
+    name="SOFTWARE_TOKEN_MFA", session="session-1", parameters={}, username="user-1"
+)
 
 
 def _delivered(result: object, fake: FakeIdentity) -> None:
@@ -146,6 +148,7 @@ CASES = [
             name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
             session="session-1",
             code="654321",
+            username="user-1",
         ),
         _signed_in,
     ),
@@ -278,7 +281,7 @@ def test_sign_in_returns_a_challenge_when_the_server_asks_for_one(
     assert result.parameters == {"USER_ID_FOR_SRP": "x"}
 
 
-MFA_SETUP = AuthChallenge(name="MFA_SETUP", session="setup-1", parameters={})
+MFA_SETUP = AuthChallenge(name="MFA_SETUP", session="setup-1", parameters={}, username="user-1")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -288,15 +291,19 @@ def test_totp_set_up_during_sign_in_uses_the_challenge_session_and_no_bearer(
     def flow(client: IdentityClient) -> AuthChallenge:
         setup = client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
         assert setup.session == "setup-1-totp"
-        return client.confirm_totp_for_challenge(setup=setup, code="123456")
+        return client.confirm_totp_for_challenge(challenge=MFA_SETUP, setup=setup, code="123456")
 
     async def aflow(client: AsyncIdentityClient) -> AuthChallenge:
         setup = await client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
-        return await client.confirm_totp_for_challenge(setup=setup, code="123456")
+        return await client.confirm_totp_for_challenge(
+            challenge=MFA_SETUP, setup=setup, code="123456"
+        )
 
     result = run_with(kind, fake.target, fake.config(), flow, aflow)
 
-    assert result == AuthChallenge(name="MFA_SETUP", session="setup-1-totp-verified", parameters={})
+    assert result == AuthChallenge(
+        name="MFA_SETUP", session="setup-1-totp-verified", parameters={}, username="user-1"
+    )
     assert fake.servicer.requests["SetUpTotp"] == [
         pb.SetUpTotpRequest(session="setup-1", email=EMAIL)
     ]

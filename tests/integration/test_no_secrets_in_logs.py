@@ -214,6 +214,7 @@ def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
                     name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
                     session=challenge.session,
                     code=code,
+                    username=challenge.username,
                 ),
                 timeout=10,
             ).tokens
@@ -248,6 +249,7 @@ def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
                     email=admin_email,
                     name=pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED,
                     session=new_password.session,
+                    username=new_password.username,
                     new_password=candidate,
                 ),
                 timeout=10,

@@ -91,22 +91,29 @@ def challenge_of(stack: Stack, user: Enrolled) -> pb.AuthChallenge:
     return answer.challenge
 
 
-def answer_mfa(stub: Stub, email: str, session: str, code: str) -> pb.RespondToChallengeResponse:
-    return stub.RespondToChallenge(
-        pb.RespondToChallengeRequest(
-            email=email, name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA, session=session, code=code
-        ),
-        timeout=10,
+def mfa_answer(
+    email: str, challenge: pb.AuthChallenge, code: str, username: str | None = None
+) -> pb.RespondToChallengeRequest:
+    """The answer to a TOTP challenge, under the challenge's own Cognito username by default."""
+    return pb.RespondToChallengeRequest(
+        email=email,
+        name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
+        session=challenge.session,
+        code=code,
+        username=challenge.username if username is None else username,
     )
 
 
-def mfa_failure(stub: Stub, email: str, session: str, code: str) -> Failure:
-    return fails(
-        stub.RespondToChallenge,
-        pb.RespondToChallengeRequest(
-            email=email, name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA, session=session, code=code
-        ),
-    )
+def answer_mfa(
+    stub: Stub, email: str, challenge: pb.AuthChallenge, code: str
+) -> pb.RespondToChallengeResponse:
+    return stub.RespondToChallenge(mfa_answer(email, challenge, code), timeout=10)
+
+
+def mfa_failure(
+    stub: Stub, email: str, challenge: pb.AuthChallenge, code: str, username: str | None = None
+) -> Failure:
+    return fails(stub.RespondToChallenge, mfa_answer(email, challenge, code, username))
 
 
 # -- optional MFA: enrol, sign in, answer ----------------------------------
@@ -134,13 +141,14 @@ def test_enrolled_user_signs_in_through_the_totp_challenge(stack: Stack) -> None
     challenge = challenge_of(stack, user)
     assert challenge.name == pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA
     assert challenge.session
-    answer = answer_mfa(stack.stub, user.email, challenge.session, user.app.code())
+    assert challenge.username == challenge.parameters["USER_ID_FOR_SRP"] != user.email
+    answer = answer_mfa(stack.stub, user.email, challenge, user.app.code())
 
     assert answer.WhichOneof("result") == "tokens"
     verified = stack.stub.VerifyToken(
         pb.VerifyTokenRequest(token=answer.tokens.access_token), timeout=10
     )
-    assert verified.principal.sub
+    assert verified.principal.username == challenge.username  # the Cognito username
     profile = stack.stub.GetCurrentUser(
         pb.GetCurrentUserRequest(), timeout=10, metadata=bearer(answer.tokens.access_token)
     )
@@ -161,7 +169,7 @@ def test_a_wrong_challenge_code_is_code_mismatch(stack: Stack) -> None:
     user = enrol(stack)
     challenge = challenge_of(stack, user)
 
-    error = mfa_failure(stack.stub, user.email, challenge.session, user.app.wrong_code())
+    error = mfa_failure(stack.stub, user.email, challenge, user.app.wrong_code())
 
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH")
 
@@ -169,9 +177,9 @@ def test_a_wrong_challenge_code_is_code_mismatch(stack: Stack) -> None:
 def test_a_replayed_code_is_refused(stack: Stack) -> None:
     user = enrol(stack)
     code = user.app.code()
-    answer_mfa(stack.stub, user.email, challenge_of(stack, user).session, code)
+    answer_mfa(stack.stub, user.email, challenge_of(stack, user), code)
 
-    error = mfa_failure(stack.stub, user.email, challenge_of(stack, user).session, code)
+    error = mfa_failure(stack.stub, user.email, challenge_of(stack, user), code)
 
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH")
 
@@ -193,7 +201,7 @@ def test_an_expired_session_is_session_expired(stack: Stack) -> None:
     challenge = challenge_of(stack, user)
     challenges.CLOCK.advance(challenges.SESSION_LIFETIME + 1)
 
-    error = mfa_failure(stack.stub, user.email, challenge.session, user.app.code())
+    error = mfa_failure(stack.stub, user.email, challenge, user.app.code())
 
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "SESSION_EXPIRED")
 
@@ -202,11 +210,14 @@ def test_a_session_answered_under_another_email_is_refused(stack: Stack) -> None
     alice, bob = enrol(stack), enrol(stack)
     alice_challenge = challenge_of(stack, alice)
 
-    error = mfa_failure(stack.stub, bob.email, alice_challenge.session, bob.app.code())
+    bob_username = challenge_of(stack, bob).username
+    error = mfa_failure(
+        stack.stub, bob.email, alice_challenge, bob.app.code(), username=bob_username
+    )
 
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "SESSION_EXPIRED")
     # Alice's own answer still works: the refused attempt consumed nothing.
-    answer = answer_mfa(stack.stub, alice.email, alice_challenge.session, alice.app.code())
+    answer = answer_mfa(stack.stub, alice.email, alice_challenge, alice.app.code())
     assert answer.WhichOneof("result") == "tokens"
 
 
@@ -234,7 +245,7 @@ def test_challenge_answers_are_validated_before_cognito(stub: Stub) -> None:
 def test_disabling_needs_a_current_code(stack: Stack) -> None:
     user = enrol(stack)
     challenge = challenge_of(stack, user)
-    tokens = answer_mfa(stack.stub, user.email, challenge.session, user.app.code()).tokens
+    tokens = answer_mfa(stack.stub, user.email, challenge, user.app.code()).tokens
     auth = bearer(tokens.access_token)
 
     error = fails(stack.stub.DisableTotp, pb.DisableTotpRequest(code=user.app.wrong_code()), auth)
@@ -294,6 +305,7 @@ def test_an_admin_created_user_sets_a_new_password(stack: Stack) -> None:
                 name=pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED,
                 session=challenge.session,
                 new_password=new_password,
+                username=challenge.username,
             ),
             timeout=10,
         )
@@ -319,8 +331,8 @@ def test_totp_events_are_audited_without_secret_or_code(
     challenge = challenge_of(stack, user)
     wrong, right = user.app.wrong_code(), user.app.code()
     with pytest.raises(grpc.RpcError):
-        answer_mfa(stack.stub, user.email, challenge.session, wrong)
-    tokens = answer_mfa(stack.stub, user.email, challenge.session, right).tokens
+        answer_mfa(stack.stub, user.email, challenge, wrong)
+    tokens = answer_mfa(stack.stub, user.email, challenge, right).tokens
     last = user.app.code()
     stack.stub.DisableTotp(
         pb.DisableTotpRequest(code=last), timeout=10, metadata=bearer(tokens.access_token)
@@ -370,6 +382,7 @@ def test_required_mfa_sets_up_totp_during_sign_in(mfa_stack: Stack) -> None:
     stub, email = mfa_stack.stub, mfa_stack.sign_up()
     challenge = mfa_stack.sign_in(email).challenge
     assert challenge.name == pb.CHALLENGE_NAME_MFA_SETUP
+    assert challenge.username
     assert json.loads(challenge.parameters["MFAS_CAN_SETUP"]) == ["SOFTWARE_TOKEN_MFA"]
 
     setup = stub.SetUpTotp(pb.SetUpTotpRequest(session=challenge.session, email=email), timeout=10)
@@ -382,7 +395,10 @@ def test_required_mfa_sets_up_totp_during_sign_in(mfa_stack: Stack) -> None:
     assert confirmed.session
     answer = stub.RespondToChallenge(
         pb.RespondToChallengeRequest(
-            email=email, name=pb.CHALLENGE_NAME_MFA_SETUP, session=confirmed.session
+            email=email,
+            name=pb.CHALLENGE_NAME_MFA_SETUP,
+            session=confirmed.session,
+            username=challenge.username,
         ),
         timeout=10,
     )
@@ -394,7 +410,7 @@ def test_required_mfa_sets_up_totp_during_sign_in(mfa_stack: Stack) -> None:
     assert profile.preferred_mfa_method == "SOFTWARE_TOKEN_MFA"
     next_time = mfa_stack.sign_in(email).challenge
     assert next_time.name == pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA
-    tokens = answer_mfa(stub, email, next_time.session, app.code())
+    tokens = answer_mfa(stub, email, next_time, app.code())
     assert tokens.WhichOneof("result") == "tokens"
 
 
@@ -405,7 +421,10 @@ def test_mfa_setup_cannot_be_skipped_with_the_sign_in_session(mfa_stack: Stack) 
     error = fails(
         mfa_stack.stub.RespondToChallenge,
         pb.RespondToChallengeRequest(
-            email=email, name=pb.CHALLENGE_NAME_MFA_SETUP, session=challenge.session
+            email=email,
+            name=pb.CHALLENGE_NAME_MFA_SETUP,
+            session=challenge.session,
+            username=challenge.username,
         ),
     )
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "SESSION_EXPIRED")

@@ -118,3 +118,24 @@ def test_disable_with_a_refused_code_leaves_totp_on(
         (("authorization", f"Bearer {tokens.access_token}"),),
     )
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH")
+
+
+def test_the_answer_goes_to_cognito_under_the_challenges_username(
+    stubbed: tuple[pb_grpc.IdentityServiceStub, Stubber],
+) -> None:
+    stub, stubber = stubbed
+    stubber.add_response(
+        "respond_to_auth_challenge",
+        {"ChallengeName": "SOFTWARE_TOKEN_MFA", "Session": "N" * 40, "ChallengeParameters": {}},
+        {
+            "ClientId": "c",
+            "ChallengeName": "SOFTWARE_TOKEN_MFA",
+            "Session": SESSION,
+            "ChallengeResponses": {"USERNAME": "uuid-user-1", "SOFTWARE_TOKEN_MFA_CODE": "123456"},
+        },
+    )
+    request = pb.RespondToChallengeRequest()
+    request.CopyFrom(MFA_ANSWER)
+    request.username = "uuid-user-1"
+    answer = stub.RespondToChallenge(request, timeout=10)
+    assert answer.challenge.session == "N" * 40

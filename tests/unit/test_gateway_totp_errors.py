@@ -170,14 +170,15 @@ def test_cognito_error_gets_its_answer(
         ("MFA_SETUP", {}),
     ],
 )
-def test_every_challenge_answer_carries_the_secret_hash(
+def test_every_challenge_answer_carries_the_username_and_its_secret_hash(
     cognito: tuple[Any, Stubber], name: str, answers: dict[str, str]
 ) -> None:
     client, stubber = cognito
+    username = "7d3c5e1a-user-id-for-srp"  # Cognito's USER_ID_FOR_SRP, never the alias
     expected = {
         **answers,
-        "USERNAME": EMAIL,
-        "SECRET_HASH": secret_hash("app-secret", EMAIL, CLIENT_ID),
+        "USERNAME": username,
+        "SECRET_HASH": secret_hash("app-secret", username, CLIENT_ID),
     }
     stubber.add_response(
         "respond_to_auth_challenge",
@@ -190,7 +191,7 @@ def test_every_challenge_answer_carries_the_secret_hash(
         },
     )
     result = gateway(client, secret="app-secret").respond_to_challenge(
-        EMAIL, name, SESSION, answers
+        username, name, SESSION, answers
     )
     assert isinstance(result, Challenge)
     assert result.session == "N" * 40

@@ -208,10 +208,15 @@ class AuthChallenge(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     name: Global___ChallengeName.ValueType
     """What is asked."""
     session: _builtins.str
     """Opaque session to send back with RespondToChallenge."""
+    username: _builtins.str
+    """The Cognito username the challenge is for (Cognito's `USER_ID_FOR_SRP`,
+    not the e-mail alias); send it back in RespondToChallengeRequest.username.
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Extra challenge parameters from Cognito (for example the masked
@@ -224,10 +229,11 @@ class AuthChallenge(_message.Message):
         name: Global___ChallengeName.ValueType = ...,
         session: _builtins.str = ...,
         parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "parameters", b"parameters", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "parameters", b"parameters", "session", b"session", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -472,6 +478,7 @@ class RespondToChallengeRequest(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     """The e-mail address the sign-in started with."""
     name: Global___ChallengeName.ValueType
@@ -486,6 +493,11 @@ class RespondToChallengeRequest(_message.Message):
     """The new password, for CHALLENGE_NAME_NEW_PASSWORD_REQUIRED; the pool's
     password policy applies.
     """
+    username: _builtins.str
+    """The challenge's `AuthChallenge.username`. Cognito takes no e-mail alias
+    in a challenge answer, and SECRET_HASH is computed over this name; when
+    empty, the e-mail is sent in its place.
+    """
     def __init__(
         self,
         *,
@@ -494,10 +506,11 @@ class RespondToChallengeRequest(_message.Message):
         session: _builtins.str = ...,
         code: _builtins.str = ...,
         new_password: _builtins.str = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "name", b"name", "new_password", b"new_password", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "name", b"name", "new_password", b"new_password", "session", b"session", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,10 +81,12 @@ def _tokens(tokens: Tokens) -> pb.AuthTokens:
 
 
 def _challenge(challenge: Challenge) -> pb.AuthChallenge:
+    parameters = challenge.parameters
     return pb.AuthChallenge(
         name=_CHALLENGES.get(challenge.name, pb.CHALLENGE_NAME_UNSPECIFIED),
         session=challenge.session,
-        parameters=dict(challenge.parameters),
+        parameters=dict(parameters),
+        username=parameters.get("USER_ID_FOR_SRP") or parameters.get("USERNAME", ""),
     )
 
 
@@ -261,6 +263,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         violations = [
             check.email(request.email),
             check.session(request.session),
+            check.opaque(request.username, "username", limit=_MAX_NAME, required=False),
         ]
         if not name:
             violations.append([FieldViolation("name", "is not a challenge this service answers")])
@@ -276,7 +279,11 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         with _audited("challenge_answered", request.email) as entry:
             entry["challenge"] = name
             result = await self._blocking(
-                self._gateway.respond_to_challenge, request.email, name, request.session, answers
+                self._gateway.respond_to_challenge,
+                request.username or request.email,
+                name,
+                request.session,
+                answers,
             )
             if isinstance(result, Tokens):
                 entry["sub"] = result.sub

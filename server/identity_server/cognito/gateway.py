@@ -465,14 +465,20 @@ class CognitoGateway:
     # -- challenges and TOTP --------------------------------------------
 
     def respond_to_challenge(
-        self, email: str, name: str, session: str, answers: Mapping[str, str]
+        self, username: str, name: str, session: str, answers: Mapping[str, str]
     ) -> Tokens | Challenge:
-        """RespondToAuthChallenge; USERNAME and SECRET_HASH go with every answer."""
+        """RespondToAuthChallenge; USERNAME and SECRET_HASH go with every answer.
+
+        `username` is the challenge's Cognito username (USER_ID_FOR_SRP):
+        Cognito takes no alias here, and the hash is computed over it.
+        """
 
         def params() -> dict[str, Any]:
-            responses = {**answers, "USERNAME": email}
+            responses = {**answers, "USERNAME": username}
             if self._secret is not None:
-                responses["SECRET_HASH"] = secret_hash(self._secret.value, email, self._client_id)
+                responses["SECRET_HASH"] = secret_hash(
+                    self._secret.value, username, self._client_id
+                )
             return {
                 "ClientId": self._client_id,
                 "ChallengeName": name,

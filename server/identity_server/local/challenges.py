@@ -5,7 +5,10 @@
 - An unknown or expired session is NotAuthorizedException "Invalid session for
   the user, session is expired." (moto: ResourceNotFoundException, which means
   a missing app client), and so is a session answered under another user's name.
-- SECRET_HASH is checked on every challenge response (moto: MFA codes only).
+- SECRET_HASH is checked on every challenge response (moto: MFA codes only),
+  and a password sign-in's challenge names the user's Cognito username in
+  `USER_ID_FOR_SRP`, as Cognito's does (moto: only for NEW_PASSWORD_REQUIRED,
+  as `USERNAME`).
 - VerifySoftwareToken with an access token also accepts a current code of the
   user's active authenticator when no new one is pending verification (Cognito
   re-verifies the associated secret; DisableTotp's step-up relies on it).
@@ -135,19 +138,26 @@ def install() -> None:
         result = original_initiate(self, client_id, auth_flow, auth_parameters)
         if str(getattr(auth_flow, "value", auth_flow)) != "USER_PASSWORD_AUTH":
             return result
-        if "AuthenticationResult" not in result:
-            return result
         username = auth_parameters.get("USERNAME", "")
         for pool in self.user_pools.values():
             if client_id not in pool.clients:
                 continue
             user = pool._get_user(username)
-            if pool.mfa_config == "ON" and user is not None and not _has_mfa(user):
+            if user is None:
+                continue
+            if "ChallengeName" in result:
+                parameters = dict(result.get("ChallengeParameters") or {})
+                parameters["USER_ID_FOR_SRP"] = user.username
+                return {**result, "ChallengeParameters": parameters}
+            if pool.mfa_config == "ON" and not _has_mfa(user):
                 session = str(uuid.uuid4())
                 sessions[session] = (username, pool)
                 return {
                     "ChallengeName": "MFA_SETUP",
-                    "ChallengeParameters": {"MFAS_CAN_SETUP": MFAS_CAN_SETUP},
+                    "ChallengeParameters": {
+                        "MFAS_CAN_SETUP": MFAS_CAN_SETUP,
+                        "USER_ID_FOR_SRP": user.username,
+                    },
                     "Session": session,
                 }
         return result
