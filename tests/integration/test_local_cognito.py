@@ -25,12 +25,20 @@ from identity_server.cognito.gateway import secret_hash
 from identity_server.local import RESET, SIGN_UP, LocalCognito
 from identity_server.local import lockout as lockout_rules
 from identity_server.local.totp import current_code
-from tests.conftest import PASSWORD, RunningServer, User, new_email, sign_up_confirmed
+from tests.conftest import (
+    AWS_POOL,
+    PASSWORD,
+    RunningServer,
+    User,
+    new_email,
+    sign_up_confirmed,
+)
 from tests.support import moto_tokens
+from tests.support.mail import mailed_code
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
-PRE_SIGN_UP = "arn:aws:lambda:us-east-1:000000000000:function:identity-pre-sign-up"
+PRE_SIGN_UP = "PreSignUp"
 NEW_PASSWORD = "Battery-Staple-7"
 
 
@@ -56,11 +64,11 @@ def other_code(code: str) -> str:
 def cognito(identity_server: RunningServer) -> Iterator[LocalCognito]:
     """The local stack, its clock thawed and its trigger settings restored afterwards."""
     stack = identity_server.cognito
-    saved = {arn: dict(f.environment) for arn, f in stack.triggers.functions.items()}
+    saved = {name: dict(f.environment) for name, f in stack.triggers.functions.items()}
     yield stack
     stack.clock.thaw()
-    for arn, environment in saved.items():
-        stack.triggers.functions[arn].environment = environment
+    for name, environment in saved.items():
+        stack.triggers.functions[name].environment = environment
 
 
 # --- 1. its own signing key ------------------------------------------------
@@ -143,8 +151,9 @@ def test_resend_supersedes_the_old_code(stub: Stub, identity_server: RunningServ
 def test_a_wrong_code_answers_alike_for_pending_and_unknown_accounts(stub: Stub) -> None:
     pending = new_email()
     stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
-    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code="000000"))
-    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code="000000"))
+    wrong = other_code(mailed_code(pending)) if not AWS_POOL else "000000"
+    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code=wrong))
+    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code=wrong))
     assert known == unknown
     assert known.reason == "CODE_MISMATCH"
 
@@ -193,6 +202,19 @@ def test_reset_applies_the_password_policy_and_keeps_the_code(
         pb.ConfirmResetRequest(email=email, code=code, new_password=NEW_PASSWORD), timeout=10
     )
     assert sign_in(stub, email, NEW_PASSWORD) == grpc.StatusCode.OK
+
+
+def test_no_reset_code_for_an_unverified_address(stub: Stub, cognito: LocalCognito) -> None:
+    pending = new_email()
+    stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.InvalidParameterException):
+        client.forgot_password(
+            ClientId=cognito.client_id, Username=pending, SecretHash=_secret_hash(cognito, pending)
+        )
+    # The service answers as for any address, and nothing is mailed.
+    stub.ForgotPassword(pb.ForgotPasswordRequest(email=pending), timeout=10)
+    assert cognito.outbox.count(pending, RESET) == 0
 
 
 def test_attempt_limit_on_codes_answers_alike_for_known_and_unknown(
@@ -359,8 +381,10 @@ def test_explicit_auth_flows_are_enforced(cognito: LocalCognito, confirmed_user:
 
 
 def _secret_hash(cognito: LocalCognito, username: str) -> str:
-    secret = cognito.client("secretsmanager").get_secret_value(SecretId=cognito.secret_name)
-    return secret_hash(secret["SecretString"], username, cognito.client_id)
+    app = cognito.client("cognito-idp").describe_user_pool_client(
+        UserPoolId=cognito.pool_id, ClientId=cognito.client_id
+    )
+    return secret_hash(app["UserPoolClient"]["ClientSecret"], username, cognito.client_id)
 
 
 def test_totp_secrets_are_per_user_and_codes_are_not_replayed(
@@ -517,6 +541,24 @@ def test_a_refusing_trigger_answers_alike_for_known_and_unknown(
     allowed = f"c-{uuid.uuid4().hex[:10]}@corp.example"
     stub.SignUp(pb.SignUpRequest(email=allowed, password=PASSWORD), timeout=10)
     assert cognito.outbox.count(allowed, SIGN_UP) == 1
+
+
+def test_a_failing_post_confirmation_still_confirms_as_cognito_does(
+    stub: Stub, cognito: LocalCognito, identity_server: RunningServer
+) -> None:
+    cognito.triggers.configure("PostConfirmation", DEFAULT_GROUP="no-such-group")
+    email = new_email()
+    stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.UserLambdaValidationException) as raised:
+        client.confirm_sign_up(
+            ClientId=cognito.client_id,
+            Username=email,
+            ConfirmationCode=identity_server.outbox.last_code(email, SIGN_UP),
+            SecretHash=_secret_hash(cognito, email),
+        )
+    assert raised.value.response["Error"]["Message"].startswith("PostConfirmation failed with")
+    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.OK
 
 
 # --- 6. groups ------------------------------------------------------------------

@@ -47,7 +47,15 @@ def test_totp_prints_the_current_code(capsys: pytest.CaptureFixture[str]) -> Non
 def test_add_to_group_puts_a_user_in_a_group(
     local_cognito: LocalCognito, confirmed_user: User, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["add-to-group", confirmed_user.email, "admins", "--endpoint", local_cognito.endpoint]
+    argv = [
+        "add-to-group",
+        confirmed_user.email,
+        "admins",
+        "--endpoint",
+        local_cognito.endpoint,
+        "--pool-id",
+        local_cognito.pool_id,
+    ]
     assert main(argv) == 0
     assert confirmed_user.email not in capsys.readouterr().out
     groups = local_cognito.client("cognito-idp").admin_list_groups_for_user(

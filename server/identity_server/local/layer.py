@@ -405,9 +405,16 @@ def install() -> None:
     original_forgot = models.CognitoIdpBackend.forgot_password
 
     def forgot_password(self: Any, client_id: str, username: str) -> tuple[None, Any]:
-        _code, response = original_forgot(self, client_id, username)
         pool, _client = _pool_of(self, client_id)
         user = pool._get_user(username)
+        if user is not None and user.attribute_lookup.get("email_verified") != "true":
+            # Cognito mails reset codes to a verified address only.
+            raise _error(
+                "InvalidParameterException",
+                "Cannot reset password for the user as there is no registered/verified email "
+                "or phone_number",
+            )
+        _code, response = original_forgot(self, client_id, username)
         if user is not None:
             user.confirmation_code = None
             layer_for(pool).send(RESET, user)
