@@ -165,6 +165,7 @@ class AsyncIdentityClient:
             session=challenge.session,
             code=code,
             new_password=new_password,
+            username=challenge.username,
         )
         response = await self._call(rpcs.RESPOND_TO_CHALLENGE, request, timeout)
         return models.sign_in_result(response)
@@ -249,6 +250,43 @@ class AsyncIdentityClient:
         """Confirm TOTP set-up with a first code; TOTP becomes the preferred MFA."""
         request = pb.ConfirmTotpRequest(code=code, friendly_device_name=friendly_device_name)
         await self._call(rpcs.CONFIRM_TOTP, request, timeout, access_token)
+
+    async def disable_totp(
+        self, *, access_token: str, code: str, timeout: float | None = None
+    ) -> None:
+        """Turn TOTP off; a current `code` from the authenticator is required. Never retried."""
+        request = pb.DisableTotpRequest(code=code)
+        await self._call(rpcs.DISABLE_TOTP, request, timeout, access_token)
+
+    # A pool that requires MFA: set-up during sign-in (no access token yet) -----
+
+    async def set_up_totp_for_challenge(
+        self, *, email: str, challenge: AuthChallenge, timeout: float | None = None
+    ) -> TotpSetup:
+        """Start TOTP set-up while answering an `MFA_SETUP` challenge. Never retried."""
+        request = pb.SetUpTotpRequest(session=challenge.session, email=email)
+        return models.totp_setup(await self._call(rpcs.SET_UP_TOTP, request, timeout))
+
+    async def confirm_totp_for_challenge(
+        self,
+        *,
+        challenge: AuthChallenge,
+        setup: TotpSetup,
+        code: str,
+        friendly_device_name: str = "",
+        timeout: float | None = None,
+    ) -> AuthChallenge:
+        """Confirm the authenticator with a first code. Never retried.
+
+        `challenge` is the `MFA_SETUP` challenge the sign-in returned, `setup`
+        what `set_up_totp_for_challenge` returned. Returns the challenge to
+        finish the sign-in with `respond_to_challenge` (no code needed there).
+        """
+        request = pb.ConfirmTotpRequest(
+            session=setup.session, code=code, friendly_device_name=friendly_device_name
+        )
+        response = await self._call(rpcs.CONFIRM_TOTP, request, timeout)
+        return models.mfa_setup_challenge(challenge, response)
 
     # Federated sign-in ------------------------------------------------------
 

@@ -117,6 +117,10 @@ class TokenInvalid(Unauthenticated):
     """A token failed verification, or none was sent; `reason` says which check."""
 
 
+class SessionExpired(Unauthenticated):
+    """A sign-in challenge's session expired (after 3 minutes) or is not valid: sign in again."""
+
+
 class PermissionDenied(IdentityError):
     """PERMISSION_DENIED: a valid token lacks a required group or scope."""
 
@@ -174,6 +178,7 @@ _BY_REASON: dict[str, type[IdentityError]] = {
     "CODE_EXPIRED": CodeExpired,
     "INVALID_CREDENTIALS": InvalidCredentials,
     "REFRESH_TOKEN_INVALID": RefreshTokenInvalid,
+    "SESSION_EXPIRED": SessionExpired,
     "KEY_UNKNOWN": TokenInvalid,
     "ID_TOKEN_MISMATCH": TokenInvalid,
     "ID_TOKEN_REJECTED": TokenInvalid,

@@ -61,6 +61,8 @@ class AuthChallenge:
     `SELECT_MFA_TYPE`, or `UNSPECIFIED`."""
     session: str = field(repr=False)
     parameters: Mapping[str, str] = field(repr=False)
+    username: str = ""
+    """The Cognito username the challenge is for; `respond_to_challenge` sends it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class User:
     groups: tuple[str, ...]
     attributes: Mapping[str, str] = field(repr=False)
     mfa_methods: tuple[str, ...]
+    preferred_mfa_method: str = ""
+    """The MFA method used at sign-in (for example `SOFTWARE_TOKEN_MFA`), or ""."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class TotpSetup:
 
     secret_code: str = field(repr=False)
     otpauth_uri: str = field(repr=False)
+    session: str = field(repr=False, default="")
+    """During an MFA_SETUP challenge: the session for `confirm_totp_for_challenge`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +167,7 @@ def auth_challenge(message: pb.AuthChallenge) -> AuthChallenge:
         name=_enum_name(pb.ChallengeName.Name, message.name, "CHALLENGE_NAME_"),
         session=message.session,
         parameters=MappingProxyType(dict(message.parameters)),
+        username=message.username,
     )
 
 
@@ -217,11 +224,19 @@ def user(message: pb.GetCurrentUserResponse) -> User:
         groups=tuple(message.groups),
         attributes=MappingProxyType(dict(message.attributes)),
         mfa_methods=tuple(message.mfa_methods),
+        preferred_mfa_method=message.preferred_mfa_method,
     )
 
 
 def totp_setup(message: pb.SetUpTotpResponse) -> TotpSetup:
-    return TotpSetup(secret_code=message.secret_code, otpauth_uri=message.otpauth_uri)
+    return TotpSetup(
+        secret_code=message.secret_code, otpauth_uri=message.otpauth_uri, session=message.session
+    )
+
+
+def mfa_setup_challenge(challenge: AuthChallenge, message: pb.ConfirmTotpResponse) -> AuthChallenge:
+    """The MFA_SETUP challenge to answer once the authenticator is confirmed."""
+    return replace(challenge, name="MFA_SETUP", session=message.session)
 
 
 def federated_start(message: pb.StartFederatedSignInResponse) -> FederatedSignInStart:

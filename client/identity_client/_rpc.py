@@ -6,9 +6,10 @@ GetCurrentUser (a read), Refresh (Cognito issues new tokens for the same
 refresh token; nothing is consumed) and StartFederatedSignIn (builds a URL).
 Everything that creates, consumes or sends something is not: SignUp, SignIn,
 Confirm, ConfirmReset, ForgotPassword, ResendConfirmationCode (sends mail),
-RespondToChallenge (consumes the session), SignOut, SetUpTotp, ConfirmTotp and
-CompleteFederatedSignIn (consumes the code). GetAwsCredentials is retryable:
-GetId finds the same identity again and new credentials replace nothing.
+RespondToChallenge (consumes the session), SignOut, SetUpTotp, ConfirmTotp,
+DisableTotp (a TOTP code is single use) and CompleteFederatedSignIn (consumes
+the code). GetAwsCredentials is retryable: GetId finds the same identity again
+and new credentials replace nothing.
 
 Which RPCs need `authorization: Bearer ...` is read from the proto's own
 access policy (`identity.v1.access`), the same source the server reads.
@@ -67,6 +68,7 @@ GET_CURRENT_USER: Rpc[pb.GetCurrentUserRequest, pb.GetCurrentUserResponse] = Rpc
 SIGN_OUT: Rpc[pb.SignOutRequest, pb.SignOutResponse] = Rpc("SignOut", False)
 SET_UP_TOTP: Rpc[pb.SetUpTotpRequest, pb.SetUpTotpResponse] = Rpc("SetUpTotp", False)
 CONFIRM_TOTP: Rpc[pb.ConfirmTotpRequest, pb.ConfirmTotpResponse] = Rpc("ConfirmTotp", False)
+DISABLE_TOTP: Rpc[pb.DisableTotpRequest, pb.DisableTotpResponse] = Rpc("DisableTotp", False)
 START_FEDERATED_SIGN_IN: Rpc[pb.StartFederatedSignInRequest, pb.StartFederatedSignInResponse] = Rpc(
     "StartFederatedSignIn", True
 )
@@ -91,6 +93,7 @@ ALL: tuple[Rpc[Any, Any], ...] = (
     SIGN_OUT,
     SET_UP_TOTP,
     CONFIRM_TOTP,
+    DISABLE_TOTP,
     START_FEDERATED_SIGN_IN,
     COMPLETE_FEDERATED_SIGN_IN,
     GET_AWS_CREDENTIALS,

@@ -121,6 +121,10 @@ class TokenSession:
             timeout=timeout,
         )
 
+    def disable_totp(self, *, code: str, timeout: float | None = None) -> None:
+        """Turn TOTP off with a current code."""
+        self._client.disable_totp(access_token=self.access_token(), code=code, timeout=timeout)
+
 
 class AsyncTokenSession:
     """Holds one user's tokens for an async client; safe to share between tasks.
@@ -201,3 +205,8 @@ class AsyncTokenSession:
             friendly_device_name=friendly_device_name,
             timeout=timeout,
         )
+
+    async def disable_totp(self, *, code: str, timeout: float | None = None) -> None:
+        """Turn TOTP off with a current code."""
+        access_token = await self.access_token()
+        await self._client.disable_totp(access_token=access_token, code=code, timeout=timeout)

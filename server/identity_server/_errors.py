@@ -132,6 +132,30 @@ class TokenInvalid(IdentityError):
     default_message = "The token is not valid."
 
 
+class SessionExpired(IdentityError):
+    """A sign-in challenge's session expired (3 minutes) or is not this user's."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "SESSION_EXPIRED"
+    default_message = "The sign-in session has expired; sign in again."
+
+
+class TotpNotSetUp(IdentityError):
+    """A TOTP operation for a user who has no (verified) authenticator."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "TOTP_NOT_SET_UP"
+    default_message = "No authenticator app is set up for this account."
+
+
+class MfaChangeRefused(IdentityError):
+    """The user pool refused an MFA preference change (for example MFA is required)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "MFA_CHANGE_REFUSED"
+    default_message = "The user pool does not allow this MFA change."
+
+
 class UserNotConfirmed(IdentityError):
     """The account exists but its e-mail is not confirmed yet."""
 

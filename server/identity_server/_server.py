@@ -166,6 +166,7 @@ class IdentityServer:
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
                 identity_pool=self.identity_pool,
+                totp_issuer=self.settings.totp_issuer,
             ),
             self.server,
         )

@@ -45,6 +45,7 @@ class Settings:
     verify_cache_size: int = 10_000
     reflection: bool = True
     identity_pool_id: str | None = None
+    totp_issuer: str = "Identity"
 
     @property
     def listen(self) -> str:
@@ -145,6 +146,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     cache_value = env.get("IDENTITY_VERIFY_CACHE_SIZE", "").strip() or "10000"
     if not cache_value.isdigit() or int(cache_value) > 10_000_000:
         raise ConfigError("IDENTITY_VERIFY_CACHE_SIZE must be a whole number from 0 to 10000000")
+    totp_issuer = env.get("IDENTITY_TOTP_ISSUER", "").strip() or "Identity"
+    if len(totp_issuer) > 64 or not re.fullmatch(r"[^\x00-\x1f\x7f:]+", totp_issuer):
+        raise ConfigError("IDENTITY_TOTP_ISSUER must be at most 64 characters, without ':'")
     if workers > 1 and port == 0:
         raise ConfigError("IDENTITY_LISTEN needs a fixed port when IDENTITY_WORKERS is above 1")
 
@@ -171,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         verify_cache_size=int(cache_value),
         reflection=_flag(env, "IDENTITY_REFLECTION", default=True),
         identity_pool_id=identity_pool_id,
+        totp_issuer=totp_issuer,
     )
 
 

@@ -354,16 +354,30 @@ class FakeIdentity(pb_grpc.IdentityServiceServicer):
     def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: grpc.ServicerContext
     ) -> pb.SetUpTotpResponse:
-        self._caller(self._enter("SetUpTotp", request, context), context)
+        metadata = self._enter("SetUpTotp", request, context)
+        if not request.session:  # an MFA_SETUP session stands in for the bearer
+            self._caller(metadata, context)
         return pb.SetUpTotpResponse(
-            secret_code="JBSWY3DPEHPK3PXP", otpauth_uri="otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"
+            secret_code="JBSWY3DPEHPK3PXP",
+            otpauth_uri="otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",
+            session=f"{request.session}-totp" if request.session else "",
         )
 
     def ConfirmTotp(
         self, request: pb.ConfirmTotpRequest, context: grpc.ServicerContext
     ) -> pb.ConfirmTotpResponse:
-        self._caller(self._enter("ConfirmTotp", request, context), context)
-        return pb.ConfirmTotpResponse()
+        metadata = self._enter("ConfirmTotp", request, context)
+        if not request.session:
+            self._caller(metadata, context)
+        return pb.ConfirmTotpResponse(
+            session=f"{request.session}-verified" if request.session else ""
+        )
+
+    def DisableTotp(
+        self, request: pb.DisableTotpRequest, context: grpc.ServicerContext
+    ) -> pb.DisableTotpResponse:
+        self._caller(self._enter("DisableTotp", request, context), context)
+        return pb.DisableTotpResponse()
 
     def GetAwsCredentials(
         self, request: pb.GetAwsCredentialsRequest, context: grpc.ServicerContext

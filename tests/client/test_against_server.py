@@ -16,7 +16,6 @@ import identity_client as ic
 from identity_client import (
     AsyncIdentityClient,
     AsyncTokenSession,
-    AuthChallenge,
     AuthTokens,
     ClientConfig,
     IdentityClient,
@@ -191,12 +190,7 @@ def test_sign_out_ends_the_refresh_token(client: IdentityClient) -> None:
 
 
 def test_rpcs_not_served_yet_answer_unimplemented(client: IdentityClient) -> None:
-    email, tokens = _account(client)
-    challenge = AuthChallenge(name="SOFTWARE_TOKEN_MFA", session="session", parameters={})
     calls: list[Callable[[], object]] = [
-        lambda: client.respond_to_challenge(email=email, challenge=challenge, code="123456"),
-        lambda: client.set_up_totp(access_token=tokens.access_token),
-        lambda: client.confirm_totp(access_token=tokens.access_token, code="123456"),
         lambda: client.start_federated_sign_in(redirect_uri="https://app.example/callback"),
         lambda: client.complete_federated_sign_in(
             code="code", code_verifier="v" * 43, redirect_uri="https://app.example/cb", nonce="n"

@@ -34,6 +34,7 @@ def test_the_authenticated_rpcs_are_read_from_the_proto_access_policy() -> None:
         "SetUpTotp",
         "ConfirmTotp",
         "GetAwsCredentials",
+        "DisableTotp",
     }
 
 

@@ -42,6 +42,7 @@ MAPPING: list[tuple[grpc.StatusCode, str, type[IdentityError]]] = [
     (S.RESOURCE_EXHAUSTED, "SERVER_BUSY", ic.RateLimited),
     (S.UNAUTHENTICATED, "INVALID_CREDENTIALS", ic.InvalidCredentials),
     (S.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID", ic.RefreshTokenInvalid),
+    (S.UNAUTHENTICATED, "SESSION_EXPIRED", ic.SessionExpired),
     *[(S.UNAUTHENTICATED, reason, ic.TokenInvalid) for reason in TOKEN_REASONS],
     (S.PERMISSION_DENIED, "GROUP_REQUIRED", ic.PermissionDenied),
     (S.PERMISSION_DENIED, "SCOPE_REQUIRED", ic.PermissionDenied),

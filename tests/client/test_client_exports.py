@@ -39,6 +39,7 @@ EXPORTS = {
     "RefreshTokenInvalid",
     "RequestTooLarge",
     "RetryPolicy",
+    "SessionExpired",
     "TlsConfig",
     "TokenInvalid",
     "TokenSession",
@@ -109,7 +110,8 @@ def test_both_clients_have_the_same_methods_with_the_same_arguments() -> None:
     asynchronous = _public_methods(identity_client.AsyncIdentityClient)
     assert blocking.keys() == asynchronous.keys()
     rpcs = pb.DESCRIPTOR.services_by_name["IdentityService"].methods
-    assert len(blocking) == len(rpcs) + 1  # one per RPC, and close()
+    # one per RPC, close(), and the two TOTP set-up steps of an MFA_SETUP challenge
+    assert len(blocking) == len(rpcs) + 3
     for name, signature in blocking.items():
         assert str(asynchronous[name].parameters) == str(signature.parameters), name
         assert inspect.iscoroutinefunction(getattr(identity_client.AsyncIdentityClient, name))

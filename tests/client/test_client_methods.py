@@ -28,7 +28,9 @@ from tests.client.client_fakes import KINDS, LIFETIME, NOW, FakeIdentity, FakeSe
 EMAIL = "ada@example.com"
 PASSWORD = "Correct-Horse-9"
 SCOPE = "aws.cognito.signin.user.admin"
-CHALLENGE = AuthChallenge(name="SOFTWARE_TOKEN_MFA", session="session-1", parameters={})
+CHALLENGE = AuthChallenge(
+    name="SOFTWARE_TOKEN_MFA", session="session-1", parameters={}, username="user-1"
+)
 
 
 def _delivered(result: object, fake: FakeIdentity) -> None:
@@ -159,6 +161,7 @@ CASES = [
             name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
             session="session-1",
             code="654321",
+            username="user-1",
         ),
         _signed_in,
     ),
@@ -220,6 +223,13 @@ CASES = [
             access_token=_access(f), code="123456", friendly_device_name="phone"
         ),
         pb.ConfirmTotpRequest(code="123456", friendly_device_name="phone"),
+        _nothing,
+    ),
+    Case(
+        "DisableTotp",
+        lambda c, f: c.disable_totp(access_token=_access(f), code="654321"),
+        lambda c, f: c.disable_totp(access_token=_access(f), code="654321"),
+        pb.DisableTotpRequest(code="654321"),
         _nothing,
     ),
     Case(
@@ -289,6 +299,40 @@ def test_sign_in_returns_a_challenge_when_the_server_asks_for_one(
     assert result.name == "SOFTWARE_TOKEN_MFA"
     assert result.session == "session-1"
     assert result.parameters == {"USER_ID_FOR_SRP": "x"}
+
+
+MFA_SETUP = AuthChallenge(name="MFA_SETUP", session="setup-1", parameters={}, username="user-1")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_totp_set_up_during_sign_in_uses_the_challenge_session_and_no_bearer(
+    fake: FakeServer, kind: Kind
+) -> None:
+    def flow(client: IdentityClient) -> AuthChallenge:
+        setup = client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
+        assert setup.session == "setup-1-totp"
+        return client.confirm_totp_for_challenge(challenge=MFA_SETUP, setup=setup, code="123456")
+
+    async def aflow(client: AsyncIdentityClient) -> AuthChallenge:
+        setup = await client.set_up_totp_for_challenge(email=EMAIL, challenge=MFA_SETUP)
+        return await client.confirm_totp_for_challenge(
+            challenge=MFA_SETUP, setup=setup, code="123456"
+        )
+
+    result = run_with(kind, fake.target, fake.config(), flow, aflow)
+
+    assert result == AuthChallenge(
+        name="MFA_SETUP", session="setup-1-totp-verified", parameters={}, username="user-1"
+    )
+    assert fake.servicer.requests["SetUpTotp"] == [
+        pb.SetUpTotpRequest(session="setup-1", email=EMAIL)
+    ]
+    assert fake.servicer.requests["ConfirmTotp"] == [
+        pb.ConfirmTotpRequest(session="setup-1-totp", code="123456")
+    ]
+    assert "authorization" not in fake.servicer.metadata["SetUpTotp"][0]
+    assert "SetUpTotpResponse" not in repr(result)  # the session stays out of repr
+    assert "setup-1" not in repr(result)
 
 
 def test_verify_token_asks_for_an_id_token_when_told(fake: FakeServer) -> None:

@@ -179,13 +179,14 @@ def test_session_calls_send_the_current_access_token(
     _advance(fake, clock, EXP - 1)
     session.set_up_totp()
     session.confirm_totp(code="123456", friendly_device_name="phone")
+    session.disable_totp(code="654321")
     session.sign_out(everywhere=False)
     bearers = [
         fake.servicer.metadata[rpc][0]["authorization"]
-        for rpc in ("GetCurrentUser", "SetUpTotp", "ConfirmTotp", "SignOut")
+        for rpc in ("GetCurrentUser", "SetUpTotp", "ConfirmTotp", "DisableTotp", "SignOut")
     ]
     fresh = session.tokens.access_token
-    assert bearers == [f"Bearer {tokens.access_token}"] + [f"Bearer {fresh}"] * 3
+    assert bearers == [f"Bearer {tokens.access_token}"] + [f"Bearer {fresh}"] * 4
     assert fake.servicer.sent("SignOut", pb.SignOutRequest).refresh_token == tokens.refresh_token
 
 

@@ -214,9 +214,6 @@ def test_resend_confirmation_code_answers_with_a_masked_destination(stub: Stub) 
 @pytest.mark.parametrize(
     "rpc",
     [
-        "RespondToChallenge",
-        "SetUpTotp",
-        "ConfirmTotp",
         "StartFederatedSignIn",
         "CompleteFederatedSignIn",
     ],

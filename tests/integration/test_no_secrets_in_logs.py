@@ -14,6 +14,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server import _logging
 from identity_server.local import SIGN_UP
 from tests.conftest import RunningServer, new_email
+from tests.support.totp import Authenticator
 
 
 def test_account_flow_leaves_no_secret_in_the_log(
@@ -56,6 +57,7 @@ def test_account_flow_leaves_no_secret_in_the_log(
         ),
         (stub.SetUpTotp, pb.SetUpTotpRequest()),
         (stub.ConfirmTotp, pb.ConfirmTotpRequest(code=mfa_code, friendly_device_name=device)),
+        (stub.DisableTotp, pb.DisableTotpRequest(code=mfa_code)),
         (stub.StartFederatedSignIn, pb.StartFederatedSignInRequest(redirect_uri=redirect)),
         (
             stub.CompleteFederatedSignIn,
@@ -203,3 +205,102 @@ def test_account_events_leave_one_audit_line_each(
     assert audit[3]["sub"] == sub
     assert audit[6]["sub"] == sub
     assert {line["email"] for line in audit[:6]} == {_logging.mask_email(email)}
+
+
+def test_totp_and_challenges_leave_no_secret_or_code_in_the_log(
+    stub: pb_grpc.IdentityServiceStub, identity_server: RunningServer
+) -> None:
+    email, password = new_email(), "Quartz-Zebra-7741"
+    device = "Device-Name-4242"
+    start = identity_server.log.tell()
+    stub.SignUp(pb.SignUpRequest(email=email, password=password), timeout=10)
+    sign_up_code = identity_server.outbox.last_code(email, SIGN_UP)
+    stub.Confirm(pb.ConfirmRequest(email=email, code=sign_up_code), timeout=10)
+    first = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).tokens
+    bearer = (("authorization", f"Bearer {first.access_token}"),)
+    setup = stub.SetUpTotp(pb.SetUpTotpRequest(), timeout=10, metadata=bearer)
+    app = Authenticator(setup.secret_code, identity_server.cognito.clock)
+    codes = [app.code()]
+    stub.ConfirmTotp(
+        pb.ConfirmTotpRequest(code=codes[0], friendly_device_name=device),
+        timeout=10,
+        metadata=bearer,
+    )
+    challenge = stub.SignIn(pb.SignInRequest(email=email, password=password), timeout=10).challenge
+    codes += [app.wrong_code(), app.code()]
+    tokens = None
+    for code in codes[1:]:
+        with contextlib.suppress(grpc.RpcError):
+            tokens = stub.RespondToChallenge(
+                pb.RespondToChallengeRequest(
+                    email=email,
+                    name=pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA,
+                    session=challenge.session,
+                    code=code,
+                    username=challenge.username,
+                ),
+                timeout=10,
+            ).tokens
+    assert tokens is not None
+    bearer = (("authorization", f"Bearer {tokens.access_token}"),)
+    stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=bearer)
+    codes += [app.wrong_code(), app.code()]
+    for code in codes[3:]:
+        with contextlib.suppress(grpc.RpcError):
+            stub.DisableTotp(pb.DisableTotpRequest(code=code), timeout=10, metadata=bearer)
+    made_up_session = "Made-Up-Session-Value-0123456789"
+    with contextlib.suppress(grpc.RpcError):
+        stub.SetUpTotp(pb.SetUpTotpRequest(session=made_up_session, email=email), timeout=10)
+    with contextlib.suppress(grpc.RpcError):
+        stub.ConfirmTotp(pb.ConfirmTotpRequest(session=made_up_session, code=codes[0]), timeout=10)
+    # An administrator-created account choosing its own password.
+    admin_email, temporary, chosen = new_email(), "Temporary-Pass-8080", "Chosen-Pass-9191"
+    identity_server.cognito.client("cognito-idp").admin_create_user(
+        UserPoolId=identity_server.cognito.pool_id,
+        Username=admin_email,
+        TemporaryPassword=temporary,
+        MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "email", "Value": admin_email}],
+    )
+    new_password = stub.SignIn(
+        pb.SignInRequest(email=admin_email, password=temporary), timeout=10
+    ).challenge
+    for candidate in ("weak-password-only", chosen):
+        with contextlib.suppress(grpc.RpcError):
+            stub.RespondToChallenge(
+                pb.RespondToChallengeRequest(
+                    email=admin_email,
+                    name=pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED,
+                    session=new_password.session,
+                    username=new_password.username,
+                    new_password=candidate,
+                ),
+                timeout=10,
+            )
+
+    logged = identity_server.log.getvalue()[start:]
+    methods = {json.loads(line).get("method") for line in logged.splitlines() if line.strip()}
+    assert {
+        f"/identity.v1.IdentityService/{name}"
+        for name in ("SetUpTotp", "ConfirmTotp", "RespondToChallenge", "DisableTotp")
+    } <= methods
+    secrets = {
+        "totp secret": setup.secret_code,
+        "otpauth uri": setup.otpauth_uri,
+        "mfa session": challenge.session,
+        "new-password session": new_password.session,
+        "made-up session": made_up_session,
+        "device name": device,
+        "e-mail": email,
+        "admin-created e-mail": admin_email,
+        "password": password,
+        "sign-up code": sign_up_code,
+        "temporary password": temporary,
+        "chosen password": chosen,
+        "weak password": "weak-password-only",
+        "access token": tokens.access_token,
+        "refresh token": tokens.refresh_token,
+        **{f"code {i}": code for i, code in enumerate(codes)},
+    }
+    leaked = [name for name, value in secrets.items() if value in logged]
+    assert leaked == []

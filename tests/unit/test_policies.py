@@ -23,7 +23,14 @@ PUBLIC = {
     "StartFederatedSignIn",
     "CompleteFederatedSignIn",
 }
-BEARER = {"GetCurrentUser", "SignOut", "SetUpTotp", "ConfirmTotp", "GetAwsCredentials"}
+BEARER = {
+    "GetCurrentUser",
+    "SignOut",
+    "SetUpTotp",
+    "ConfirmTotp",
+    "DisableTotp",
+    "GetAwsCredentials",
+}
 
 
 def test_every_rpc_of_the_service_declares_a_policy() -> None:

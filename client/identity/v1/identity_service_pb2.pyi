@@ -208,10 +208,15 @@ class AuthChallenge(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     name: Global___ChallengeName.ValueType
     """What is asked."""
     session: _builtins.str
     """Opaque session to send back with RespondToChallenge."""
+    username: _builtins.str
+    """The Cognito username the challenge is for (Cognito's `USER_ID_FOR_SRP`,
+    not the e-mail alias); send it back in RespondToChallengeRequest.username.
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Extra challenge parameters from Cognito (for example the masked
@@ -224,10 +229,11 @@ class AuthChallenge(_message.Message):
         name: Global___ChallengeName.ValueType = ...,
         session: _builtins.str = ...,
         parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "parameters", b"parameters", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "parameters", b"parameters", "session", b"session", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -472,6 +478,7 @@ class RespondToChallengeRequest(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     """The e-mail address the sign-in started with."""
     name: Global___ChallengeName.ValueType
@@ -479,9 +486,18 @@ class RespondToChallengeRequest(_message.Message):
     session: _builtins.str
     """The session from the challenge."""
     code: _builtins.str
-    """The MFA code, for the MFA challenges."""
+    """The MFA code, for the MFA challenges (six digits for
+    CHALLENGE_NAME_SOFTWARE_TOKEN_MFA).
+    """
     new_password: _builtins.str
-    """The new password, for CHALLENGE_NAME_NEW_PASSWORD_REQUIRED."""
+    """The new password, for CHALLENGE_NAME_NEW_PASSWORD_REQUIRED; the pool's
+    password policy applies.
+    """
+    username: _builtins.str
+    """The challenge's `AuthChallenge.username`. Cognito takes no e-mail alias
+    in a challenge answer, and SECRET_HASH is computed over this name; when
+    empty, the e-mail is sent in its place.
+    """
     def __init__(
         self,
         *,
@@ -490,10 +506,11 @@ class RespondToChallengeRequest(_message.Message):
         session: _builtins.str = ...,
         code: _builtins.str = ...,
         new_password: _builtins.str = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "name", b"name", "new_password", b"new_password", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "email", b"email", "name", b"name", "new_password", b"new_password", "session", b"session", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -870,6 +887,7 @@ class GetCurrentUserResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     MFA_METHODS_FIELD_NUMBER: _builtins.int
+    PREFERRED_MFA_METHOD_FIELD_NUMBER: _builtins.int
     sub: _builtins.str
     """The user's stable id."""
     username: _builtins.str
@@ -878,6 +896,10 @@ class GetCurrentUserResponse(_message.Message):
     """The e-mail address."""
     email_verified: _builtins.bool
     """Whether the e-mail address is verified."""
+    preferred_mfa_method: _builtins.str
+    """The MFA method used at sign-in, for example `SOFTWARE_TOKEN_MFA`; empty
+    when none is preferred.
+    """
     @_builtins.property
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The groups from the verified access token."""
@@ -900,10 +922,11 @@ class GetCurrentUserResponse(_message.Message):
         groups: _abc.Iterable[_builtins.str] | None = ...,
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         mfa_methods: _abc.Iterable[_builtins.str] | None = ...,
+        preferred_mfa_method: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "email", b"email", "email_verified", b"email_verified", "groups", b"groups", "mfa_methods", b"mfa_methods", "sub", b"sub", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "email", b"email", "email_verified", b"email_verified", "groups", b"groups", "mfa_methods", b"mfa_methods", "preferred_mfa_method", b"preferred_mfa_method", "sub", b"sub", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -952,16 +975,31 @@ Global___SignOutResponse: _TypeAlias = SignOutResponse  # noqa: Y015
 
 @_typing.final
 class SetUpTotpRequest(_message.Message):
-    """Request of SetUpTotp. The caller is named by the bearer token."""
+    """Request of SetUpTotp. The caller is named by the bearer token, or by the
+    session of an MFA_SETUP challenge.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    SESSION_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    """The session of a CHALLENGE_NAME_MFA_SETUP challenge; empty with a bearer
+    token.
+    """
+    email: _builtins.str
+    """The e-mail address the sign-in started with; required with `session`
+    (the account label of the otpauth URI).
+    """
     def __init__(
         self,
+        *,
+        session: _builtins.str = ...,
+        email: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -975,19 +1013,23 @@ class SetUpTotpResponse(_message.Message):
 
     SECRET_CODE_FIELD_NUMBER: _builtins.int
     OTPAUTH_URI_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     secret_code: _builtins.str
     """The shared secret (base32), to type into an authenticator app."""
     otpauth_uri: _builtins.str
     """An otpauth:// URI with the secret, for a QR code."""
+    session: _builtins.str
+    """With a session request: the session to send to ConfirmTotp."""
     def __init__(
         self,
         *,
         secret_code: _builtins.str = ...,
         otpauth_uri: _builtins.str = ...,
+        session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["otpauth_uri", b"otpauth_uri", "secret_code", b"secret_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["otpauth_uri", b"otpauth_uri", "secret_code", b"secret_code", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1001,19 +1043,25 @@ class ConfirmTotpRequest(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     FRIENDLY_DEVICE_NAME_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     code: _builtins.str
-    """A current code from the authenticator app."""
+    """A current code from the authenticator app (six digits)."""
     friendly_device_name: _builtins.str
-    """A name for the device, shown to the user later."""
+    """A name for the device, shown to the user later. At most 128 characters."""
+    session: _builtins.str
+    """The session from SetUpTotp during an MFA_SETUP challenge; empty with a
+    bearer token.
+    """
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         friendly_device_name: _builtins.str = ...,
+        session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "friendly_device_name", b"friendly_device_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "friendly_device_name", b"friendly_device_name", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1021,7 +1069,55 @@ Global___ConfirmTotpRequest: _TypeAlias = ConfirmTotpRequest  # noqa: Y015
 
 @_typing.final
 class ConfirmTotpResponse(_message.Message):
-    """Response of ConfirmTotp. Empty: TOTP is now the preferred MFA."""
+    """Response of ConfirmTotp. With a bearer token TOTP is now the enabled and
+    preferred MFA.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    session: _builtins.str
+    """With a session request: the session to answer the MFA_SETUP challenge
+    with (RespondToChallenge, CHALLENGE_NAME_MFA_SETUP).
+    """
+    def __init__(
+        self,
+        *,
+        session: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmTotpResponse: _TypeAlias = ConfirmTotpResponse  # noqa: Y015
+
+@_typing.final
+class DisableTotpRequest(_message.Message):
+    """Request of DisableTotp. The caller is named by the bearer token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """A current code from the authenticator app (six digits)."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableTotpRequest: _TypeAlias = DisableTotpRequest  # noqa: Y015
+
+@_typing.final
+class DisableTotpResponse(_message.Message):
+    """Response of DisableTotp. Empty: TOTP is off."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1034,7 +1130,7 @@ class ConfirmTotpResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConfirmTotpResponse: _TypeAlias = ConfirmTotpResponse  # noqa: Y015
+Global___DisableTotpResponse: _TypeAlias = DisableTotpResponse  # noqa: Y015
 
 @_typing.final
 class StartFederatedSignInRequest(_message.Message):

@@ -105,6 +105,11 @@ class IdentityServiceStub:
                 request_serializer=identity_dot_v1_dot_identity__service__pb2.ConfirmTotpRequest.SerializeToString,
                 response_deserializer=identity_dot_v1_dot_identity__service__pb2.ConfirmTotpResponse.FromString,
                 _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/identity.v1.IdentityService/DisableTotp',
+                request_serializer=identity_dot_v1_dot_identity__service__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=identity_dot_v1_dot_identity__service__pb2.DisableTotpResponse.FromString,
+                _registered_method=True)
         self.StartFederatedSignIn = channel.unary_unary(
                 '/identity.v1.IdentityService/StartFederatedSignIn',
                 request_serializer=identity_dot_v1_dot_identity__service__pb2.StartFederatedSignInRequest.SerializeToString,
@@ -163,7 +168,10 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RespondToChallenge(self, request, context):
-        """Answers a sign-in challenge (MFA code, new password).
+        """Answers a sign-in challenge (MFA code, new password, finished MFA
+        set-up). A challenge's session lasts 3 minutes; an expired one (or one of
+        another sign-in) fails UNAUTHENTICATED with reason SESSION_EXPIRED, and the
+        client starts again with SignIn.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,16 +224,27 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetUpTotp(self, request, context):
-        """Starts TOTP set-up for the caller: returns the shared secret and an
-        otpauth:// URI for an authenticator app.
+        """Starts TOTP set-up: returns the shared secret and an otpauth:// URI for
+        an authenticator app. The caller is the bearer of an access token, or,
+        in a pool that requires MFA, the user answering a CHALLENGE_NAME_MFA_SETUP
+        challenge (its `session`, no bearer token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmTotp(self, request, context):
-        """Confirms TOTP set-up with a first code and makes TOTP the caller's
-        preferred MFA.
+        """Confirms TOTP set-up with a first code. With a bearer token, TOTP becomes
+        the caller's enabled and preferred MFA; with an MFA_SETUP session, the
+        answer carries the session to finish the sign-in with RespondToChallenge.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """Turns TOTP off for the caller. A current code is required first, so a
+        stolen access token alone cannot remove the second factor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -324,6 +343,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ConfirmTotp,
                     request_deserializer=identity_dot_v1_dot_identity__service__pb2.ConfirmTotpRequest.FromString,
                     response_serializer=identity_dot_v1_dot_identity__service__pb2.ConfirmTotpResponse.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=identity_dot_v1_dot_identity__service__pb2.DisableTotpRequest.FromString,
+                    response_serializer=identity_dot_v1_dot_identity__service__pb2.DisableTotpResponse.SerializeToString,
             ),
             'StartFederatedSignIn': grpc.unary_unary_rpc_method_handler(
                     servicer.StartFederatedSignIn,
@@ -698,6 +722,33 @@ class IdentityService:
             '/identity.v1.IdentityService/ConfirmTotp',
             identity_dot_v1_dot_identity__service__pb2.ConfirmTotpRequest.SerializeToString,
             identity_dot_v1_dot_identity__service__pb2.ConfirmTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/identity.v1.IdentityService/DisableTotp',
+            identity_dot_v1_dot_identity__service__pb2.DisableTotpRequest.SerializeToString,
+            identity_dot_v1_dot_identity__service__pb2.DisableTotpResponse.FromString,
             options,
             channel_credentials,
             insecure,

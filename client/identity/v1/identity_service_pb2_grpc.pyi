@@ -54,7 +54,11 @@ class IdentityServiceStub:
     challenge (for example a TOTP code) to answer with RespondToChallenge.
     """
     RespondToChallenge: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RespondToChallengeRequest, _identity_service_pb2.RespondToChallengeResponse]
-    """Answers a sign-in challenge (MFA code, new password)."""
+    """Answers a sign-in challenge (MFA code, new password, finished MFA
+    set-up). A challenge's session lasts 3 minutes; an expired one (or one of
+    another sign-in) fails UNAUTHENTICATED with reason SESSION_EXPIRED, and the
+    client starts again with SignIn.
+    """
     Refresh: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshRequest, _identity_service_pb2.RefreshResponse]
     """Exchanges a refresh token for new access and id tokens."""
     ForgotPassword: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ForgotPasswordRequest, _identity_service_pb2.ForgotPasswordResponse]
@@ -74,12 +78,19 @@ class IdentityServiceStub:
     SignOut: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.SignOutRequest, _identity_service_pb2.SignOutResponse]
     """Signs the caller out everywhere, or revokes one refresh token."""
     SetUpTotp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.SetUpTotpRequest, _identity_service_pb2.SetUpTotpResponse]
-    """Starts TOTP set-up for the caller: returns the shared secret and an
-    otpauth:// URI for an authenticator app.
+    """Starts TOTP set-up: returns the shared secret and an otpauth:// URI for
+    an authenticator app. The caller is the bearer of an access token, or,
+    in a pool that requires MFA, the user answering a CHALLENGE_NAME_MFA_SETUP
+    challenge (its `session`, no bearer token).
     """
     ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ConfirmTotpRequest, _identity_service_pb2.ConfirmTotpResponse]
-    """Confirms TOTP set-up with a first code and makes TOTP the caller's
-    preferred MFA.
+    """Confirms TOTP set-up with a first code. With a bearer token, TOTP becomes
+    the caller's enabled and preferred MFA; with an MFA_SETUP session, the
+    answer carries the session to finish the sign-in with RespondToChallenge.
+    """
+    DisableTotp: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DisableTotpRequest, _identity_service_pb2.DisableTotpResponse]
+    """Turns TOTP off for the caller. A current code is required first, so a
+    stolen access token alone cannot remove the second factor.
     """
     StartFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
@@ -121,7 +132,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     challenge (for example a TOTP code) to answer with RespondToChallenge.
     """
     RespondToChallenge: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RespondToChallengeRequest, _identity_service_pb2.RespondToChallengeResponse]  # type: ignore[assignment]
-    """Answers a sign-in challenge (MFA code, new password)."""
+    """Answers a sign-in challenge (MFA code, new password, finished MFA
+    set-up). A challenge's session lasts 3 minutes; an expired one (or one of
+    another sign-in) fails UNAUTHENTICATED with reason SESSION_EXPIRED, and the
+    client starts again with SignIn.
+    """
     Refresh: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RefreshRequest, _identity_service_pb2.RefreshResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for new access and id tokens."""
     ForgotPassword: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ForgotPasswordRequest, _identity_service_pb2.ForgotPasswordResponse]  # type: ignore[assignment]
@@ -141,12 +156,19 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     SignOut: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.SignOutRequest, _identity_service_pb2.SignOutResponse]  # type: ignore[assignment]
     """Signs the caller out everywhere, or revokes one refresh token."""
     SetUpTotp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.SetUpTotpRequest, _identity_service_pb2.SetUpTotpResponse]  # type: ignore[assignment]
-    """Starts TOTP set-up for the caller: returns the shared secret and an
-    otpauth:// URI for an authenticator app.
+    """Starts TOTP set-up: returns the shared secret and an otpauth:// URI for
+    an authenticator app. The caller is the bearer of an access token, or,
+    in a pool that requires MFA, the user answering a CHALLENGE_NAME_MFA_SETUP
+    challenge (its `session`, no bearer token).
     """
     ConfirmTotp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ConfirmTotpRequest, _identity_service_pb2.ConfirmTotpResponse]  # type: ignore[assignment]
-    """Confirms TOTP set-up with a first code and makes TOTP the caller's
-    preferred MFA.
+    """Confirms TOTP set-up with a first code. With a bearer token, TOTP becomes
+    the caller's enabled and preferred MFA; with an MFA_SETUP session, the
+    answer carries the session to finish the sign-in with RespondToChallenge.
+    """
+    DisableTotp: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DisableTotpRequest, _identity_service_pb2.DisableTotpResponse]  # type: ignore[assignment]
+    """Turns TOTP off for the caller. A current code is required first, so a
+    stolen access token alone cannot remove the second factor.
     """
     StartFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]  # type: ignore[assignment]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
@@ -215,7 +237,11 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.RespondToChallengeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.RespondToChallengeResponse, _abc.Awaitable[_identity_service_pb2.RespondToChallengeResponse]]:
-        """Answers a sign-in challenge (MFA code, new password)."""
+        """Answers a sign-in challenge (MFA code, new password, finished MFA
+        set-up). A challenge's session lasts 3 minutes; an expired one (or one of
+        another sign-in) fails UNAUTHENTICATED with reason SESSION_EXPIRED, and the
+        client starts again with SignIn.
+        """
 
     @_abc_1.abstractmethod
     def Refresh(
@@ -277,8 +303,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.SetUpTotpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.SetUpTotpResponse, _abc.Awaitable[_identity_service_pb2.SetUpTotpResponse]]:
-        """Starts TOTP set-up for the caller: returns the shared secret and an
-        otpauth:// URI for an authenticator app.
+        """Starts TOTP set-up: returns the shared secret and an otpauth:// URI for
+        an authenticator app. The caller is the bearer of an access token, or,
+        in a pool that requires MFA, the user answering a CHALLENGE_NAME_MFA_SETUP
+        challenge (its `session`, no bearer token).
         """
 
     @_abc_1.abstractmethod
@@ -287,8 +315,19 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.ConfirmTotpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.ConfirmTotpResponse, _abc.Awaitable[_identity_service_pb2.ConfirmTotpResponse]]:
-        """Confirms TOTP set-up with a first code and makes TOTP the caller's
-        preferred MFA.
+        """Confirms TOTP set-up with a first code. With a bearer token, TOTP becomes
+        the caller's enabled and preferred MFA; with an MFA_SETUP session, the
+        answer carries the session to finish the sign-in with RespondToChallenge.
+        """
+
+    @_abc_1.abstractmethod
+    def DisableTotp(
+        self,
+        request: _identity_service_pb2.DisableTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.DisableTotpResponse, _abc.Awaitable[_identity_service_pb2.DisableTotpResponse]]:
+        """Turns TOTP off for the caller. A current code is required first, so a
+        stolen access token alone cannot remove the second factor.
         """
 
     @_abc_1.abstractmethod

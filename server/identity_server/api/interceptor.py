@@ -139,7 +139,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise AccessDenied()
         if policy.public:
             return None
-        token = _bearer(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        if policy.session_allowed and not any(k == "authorization" for k, _ in metadata or ()):
+            return None  # the handler requires a challenge session instead
+        token = _bearer(metadata)
         principal = await self._verify(token, "access")
         require_any(policy.any_group, principal.groups, "GROUP_REQUIRED")
         require_any(policy.any_scope, principal.scopes, "SCOPE_REQUIRED")

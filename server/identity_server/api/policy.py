@@ -29,6 +29,8 @@ class Policy:
     public: bool
     any_group: frozenset[str] = frozenset()
     any_scope: frozenset[str] = frozenset()
+    # A call without a bearer token passes; the handler demands a challenge session.
+    session_allowed: bool = False
 
 
 def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
@@ -52,10 +54,13 @@ def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
                 )
             if declared.public and (declared.any_group or declared.any_scope):
                 raise ValueError(f"{name}: a public method cannot require groups or scopes")
+            if declared.session_allowed and not declared.authenticated:
+                raise ValueError(f"{name}: session_allowed requires authenticated")
             policies[name] = Policy(
                 public=declared.public,
                 any_group=frozenset(declared.any_group),
                 any_scope=frozenset(declared.any_scope),
+                session_allowed=declared.session_allowed,
             )
     return policies
 

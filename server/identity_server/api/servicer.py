@@ -8,8 +8,10 @@ are built from the request alone, so known and unknown e-mails look the same.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -19,7 +21,7 @@ import grpc
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, Offload
-from identity_server._context import current_caller
+from identity_server._context import Caller, current_caller
 from identity_server._errors import (
     FieldViolation,
     IdentityError,
@@ -33,7 +35,13 @@ from identity_server._errors import (
 from identity_server._logging import mask_email, register_call_secrets
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
-from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens, hidden_errors
+from identity_server.cognito.gateway import (
+    Challenge,
+    CognitoGateway,
+    Tokens,
+    TotpSecret,
+    hidden_errors,
+)
 from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
@@ -44,6 +52,13 @@ _CHALLENGES = {
     "NEW_PASSWORD_REQUIRED": pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED,
     "MFA_SETUP": pb.CHALLENGE_NAME_MFA_SETUP,
     "SELECT_MFA_TYPE": pb.CHALLENGE_NAME_SELECT_MFA_TYPE,
+}
+# The challenges RespondToChallenge answers, by their Cognito names.
+_ANSWERABLE = {
+    pb.CHALLENGE_NAME_SOFTWARE_TOKEN_MFA: "SOFTWARE_TOKEN_MFA",
+    pb.CHALLENGE_NAME_SMS_MFA: "SMS_MFA",
+    pb.CHALLENGE_NAME_NEW_PASSWORD_REQUIRED: "NEW_PASSWORD_REQUIRED",
+    pb.CHALLENGE_NAME_MFA_SETUP: "MFA_SETUP",
 }
 _TOKEN_USES: dict[int, TokenUse] = {
     pb.TOKEN_USE_UNSPECIFIED: "access",
@@ -75,11 +90,43 @@ def _tokens(tokens: Tokens) -> pb.AuthTokens:
 
 
 def _challenge(challenge: Challenge) -> pb.AuthChallenge:
+    parameters = challenge.parameters
     return pb.AuthChallenge(
         name=_CHALLENGES.get(challenge.name, pb.CHALLENGE_NAME_UNSPECIFIED),
         session=challenge.session,
-        parameters=dict(challenge.parameters),
+        parameters=dict(parameters),
+        username=parameters.get("USER_ID_FOR_SRP") or parameters.get("USERNAME", ""),
     )
+
+
+def otpauth_uri(issuer: str, account: str, secret: str) -> str:
+    """The Key URI Format of authenticator apps: `otpauth://totp/Issuer:account?...`."""
+    label = urllib.parse.quote(f"{issuer}:{account}", safe=":@")
+    query = urllib.parse.urlencode(
+        {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": 6, "period": 30},
+        quote_via=urllib.parse.quote,
+    )
+    return f"otpauth://totp/{label}?{query}"
+
+
+def _optional_caller() -> Caller | None:
+    """The bearer of a call whose policy also allows a challenge session instead."""
+    try:
+        return current_caller()
+    except TokenInvalid:
+        return None
+
+
+def _bearer_or_session(session: str) -> Caller | None:
+    """Exactly one of a bearer token (returned) and a challenge session."""
+    caller = _optional_caller()
+    if caller is not None and session:
+        raise InvalidArgument(
+            violations=[FieldViolation("session", "must be empty when a bearer token is sent")]
+        )
+    if caller is None and not session:
+        raise TokenInvalid(reason="TOKEN_MISSING")
+    return caller
 
 
 def _names(values: Any, field: str) -> list[FieldViolation]:
@@ -168,6 +215,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         password_policy: PasswordPolicy | PendingPolicy | None = None,
         response_cache_size: int = 10_000,
         identity_pool: IdentityPool | None = None,
+        totp_issuer: str = "Identity",
     ) -> None:
         self._gateway = gateway
         self._verifier = verifier
@@ -175,6 +223,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self._on_verify = on_verify
         self._policy = password_policy
         self._identity_pool = identity_pool
+        self._totp_issuer = totp_issuer
         # VerifyToken answers for repeated tokens: building one costs ~20 us,
         # a cache hit of the verifier ~1 us. An entry is used only while the
         # verifier hands back the very principal object it was built from, so
@@ -242,7 +291,56 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def RespondToChallenge(
         self, request: pb.RespondToChallengeRequest, context: Context
     ) -> pb.RespondToChallengeResponse:
-        raise NotImplementedYet("RespondToChallenge is not implemented yet.")
+        name = _ANSWERABLE.get(request.name, "")
+        answers: dict[str, str] = {}
+        violations = [
+            check.email(request.email),
+            check.session(request.session),
+            check.opaque(request.username, "username", limit=_MAX_NAME, required=False),
+        ]
+        if not name:
+            violations.append([FieldViolation("name", "is not a challenge this service answers")])
+        elif name in ("SOFTWARE_TOKEN_MFA", "SMS_MFA"):
+            violations.append(check.totp_code(request.code))
+            answers[f"{name}_CODE"] = request.code
+        elif name == "NEW_PASSWORD_REQUIRED":
+            violations.append(check.password(request.new_password, "new_password", new=True))
+            answers["NEW_PASSWORD"] = request.new_password
+        check.ensure(*violations)
+        if name == "NEW_PASSWORD_REQUIRED":
+            self._enforce_policy(request.new_password, "new_password")
+        with _audited("challenge_answered", request.email) as entry:
+            entry["challenge"] = name
+            result = await self._blocking(
+                self._gateway.respond_to_challenge,
+                request.username or request.email,
+                name,
+                request.session,
+                answers,
+            )
+            if isinstance(result, Tokens):
+                entry["sub"] = result.sub
+            else:
+                entry["next_challenge"] = result.name
+        if not isinstance(result, Tokens):
+            return pb.RespondToChallengeResponse(challenge=_challenge(result))
+        if name == "MFA_SETUP":
+            await self._enable_totp_after_setup(result)
+        return pb.RespondToChallengeResponse(tokens=_tokens(result))
+
+    async def _enable_totp_after_setup(self, tokens: Tokens) -> None:
+        """After MFA_SETUP, make TOTP the enabled, preferred method (as ConfirmTotp does)."""
+        try:
+            await self._blocking(
+                functools.partial(
+                    self._gateway.set_totp_preference, tokens.access_token, enabled=True
+                )
+            )
+        except IdentityError as exc:  # the sign-in itself succeeded: keep its tokens
+            audit.warning(
+                "TOTP preference not set after MFA set-up",
+                extra={"event": "totp_enabled", "sub": tokens.sub, "reason": exc.reason},
+            )
 
     async def Refresh(self, request: pb.RefreshRequest, context: Context) -> pb.RefreshResponse:
         check.ensure(
@@ -343,6 +441,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             groups=caller.principal.groups,
             attributes=attributes,
             mfa_methods=profile.mfa_methods,
+            preferred_mfa_method=profile.preferred_mfa,
         )
 
     async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
@@ -375,12 +474,91 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context
     ) -> pb.SetUpTotpResponse:
-        raise NotImplementedYet("SetUpTotp is not implemented yet.")
+        check.ensure(
+            check.session(request.session, required=False),
+            check.email(request.email) if request.session or request.email else [],
+        )
+        caller = _bearer_or_session(request.session)
+        secret: TotpSecret
+        with _audited("totp_set_up", request.email) as entry:
+            if caller is None:
+                account = request.email
+                secret = await self._blocking(
+                    functools.partial(
+                        self._gateway.associate_software_token, session=request.session
+                    )
+                )
+            else:
+                entry["sub"] = caller.principal.sub
+                secret = await self._blocking(
+                    functools.partial(
+                        self._gateway.associate_software_token, access_token=caller.access_token
+                    )
+                )
+                profile = await self._blocking(self._gateway.get_user, caller.access_token)
+                account = profile.attributes.get("email") or profile.username
+        return pb.SetUpTotpResponse(
+            secret_code=secret.secret_code,
+            otpauth_uri=otpauth_uri(self._totp_issuer, account, secret.secret_code),
+            session=secret.session if caller is None else "",
+        )
 
     async def ConfirmTotp(
         self, request: pb.ConfirmTotpRequest, context: Context
     ) -> pb.ConfirmTotpResponse:
-        raise NotImplementedYet("ConfirmTotp is not implemented yet.")
+        check.ensure(
+            check.totp_code(request.code),
+            check.device_name(request.friendly_device_name),
+            check.session(request.session, required=False),
+        )
+        caller = _bearer_or_session(request.session)
+        with _audited("totp_enabled", sub=caller.principal.sub if caller else ""):
+            if caller is None:
+                session = await self._blocking(
+                    functools.partial(
+                        self._gateway.verify_software_token,
+                        request.code,
+                        session=request.session,
+                        device_name=request.friendly_device_name,
+                    )
+                )
+                return pb.ConfirmTotpResponse(session=session)
+            await self._blocking(
+                functools.partial(
+                    self._gateway.verify_software_token,
+                    request.code,
+                    access_token=caller.access_token,
+                    device_name=request.friendly_device_name,
+                )
+            )
+            await self._blocking(
+                functools.partial(
+                    self._gateway.set_totp_preference, caller.access_token, enabled=True
+                )
+            )
+        return pb.ConfirmTotpResponse()
+
+    async def DisableTotp(
+        self, request: pb.DisableTotpRequest, context: Context
+    ) -> pb.DisableTotpResponse:
+        # Step-up: Cognito would turn TOTP off for any holder of an access
+        # token; the service first checks a current code (VerifySoftwareToken).
+        check.ensure(check.totp_code(request.code))
+        caller = current_caller()
+        with _audited("totp_disabled", sub=caller.principal.sub):
+            await self._blocking(
+                functools.partial(
+                    self._gateway.verify_software_token,
+                    request.code,
+                    access_token=caller.access_token,
+                )
+            )
+            await self._blocking(
+                functools.partial(
+                    self._gateway.set_totp_preference, caller.access_token, enabled=False
+                )
+            )
+        return pb.DisableTotpResponse()
 
     async def StartFederatedSignIn(
         self, request: pb.StartFederatedSignInRequest, context: Context

@@ -169,3 +169,37 @@ def ensure(*checks: Iterable[FieldViolation]) -> None:
     violations = [v for check in checks for v in check]
     if violations:
         raise InvalidArgument(violations=violations)
+
+
+MAX_SESSION = 2048
+MAX_DEVICE_NAME = 128
+_TOTP_CODE = re.compile(r"[0-9]{6}")
+
+
+def totp_code(value: str, field: str = "code") -> list[FieldViolation]:
+    """A code from an authenticator app (or a text message): six digits."""
+    if not value:
+        return [FieldViolation(field, "is required")]
+    if not _TOTP_CODE.fullmatch(value):
+        return [FieldViolation(field, "must be six digits")]
+    return []
+
+
+def device_name(value: str, field: str = "friendly_device_name") -> list[FieldViolation]:
+    """An optional, short, printable name for an authenticator."""
+    if len(value) > MAX_DEVICE_NAME:
+        return [FieldViolation(field, f"must be at most {MAX_DEVICE_NAME} characters")]
+    if _CONTROL.search(value):
+        return [FieldViolation(field, "has control characters")]
+    return []
+
+
+MIN_SESSION = 20
+
+
+def session(value: str, field: str = "session", *, required: bool = True) -> list[FieldViolation]:
+    """A challenge session as Cognito issues it: printable ASCII, 20 to 2048 characters."""
+    found = opaque(value, field, limit=MAX_SESSION, required=required)
+    if not found and value and len(value) < MIN_SESSION:
+        return [FieldViolation(field, f"must be at least {MIN_SESSION} characters")]
+    return found

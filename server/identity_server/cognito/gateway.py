@@ -50,9 +50,12 @@ from identity_server._errors import (
     InvalidArgument,
     InvalidCredentials,
     InvalidPassword,
+    MfaChangeRefused,
     RateLimited,
     RefreshTokenInvalid,
+    SessionExpired,
     TokenInvalid,
+    TotpNotSetUp,
     Unavailable,
     UserNotConfirmed,
 )
@@ -142,6 +145,15 @@ class UserProfile:
     username: str
     attributes: Mapping[str, str]
     mfa_methods: tuple[str, ...]
+    preferred_mfa: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TotpSecret:
+    """A new authenticator secret (AssociateSoftwareToken). Never printed."""
+
+    secret_code: str = field(repr=False)
+    session: str = field(repr=False)
 
 
 class ClientSecret:
@@ -324,6 +336,32 @@ _WITH_ACCESS_TOKEN: ErrorTable = {
     "NotAuthorizedException": _token_revoked,
     "UserNotFoundException": _token_revoked,
 }
+# A challenge's session is Cognito's only memory of a sign-in: NotAuthorized
+# there means it expired (3 minutes), was used up, or belongs to another user.
+_TOTP_CODE: ErrorTable = {
+    "CodeMismatchException": CodeMismatch,
+    # Cognito's answer to a code that was already used once.
+    "ExpiredCodeException": CodeMismatch,
+    "EnableSoftwareTokenMFAException": CodeMismatch,
+    "SoftwareTokenMFANotFoundException": TotpNotSetUp,
+}
+_CHALLENGE: ErrorTable = {
+    **_TOTP_CODE,
+    "NotAuthorizedException": SessionExpired,
+    "UserNotFoundException": SessionExpired,
+    "InvalidPasswordException": _weak_password("new_password"),
+}
+_TOTP_WITH_SESSION: ErrorTable = {
+    **_TOTP_CODE,
+    "NotAuthorizedException": SessionExpired,
+    "UserNotFoundException": SessionExpired,
+}
+_TOTP_WITH_TOKEN: ErrorTable = {**_TOTP_CODE, **_WITH_ACCESS_TOKEN}
+_MFA_PREFERENCE: ErrorTable = {
+    **_WITH_ACCESS_TOKEN,
+    "SoftwareTokenMFANotFoundException": TotpNotSetUp,
+    "InvalidParameterException": MfaChangeRefused,
+}
 _REVOKE: ErrorTable = {
     "UnauthorizedException": RefreshTokenInvalid,
     "UnsupportedTokenTypeException": RefreshTokenInvalid,
@@ -482,6 +520,7 @@ class CognitoGateway:
             username=response.get("Username", ""),
             attributes=attributes,
             mfa_methods=tuple(response.get("UserMFASettingList", [])),
+            preferred_mfa=str(response.get("PreferredMfaSetting", "")),
         )
 
     def password_policy(self, user_pool_id: str) -> PasswordPolicy | PendingPolicy | None:
@@ -546,6 +585,65 @@ class CognitoGateway:
             return values
 
         self._call("revoke_token", _REVOKE, params)
+
+    # -- challenges and TOTP --------------------------------------------
+
+    def respond_to_challenge(
+        self, username: str, name: str, session: str, answers: Mapping[str, str]
+    ) -> Tokens | Challenge:
+        """RespondToAuthChallenge; USERNAME and SECRET_HASH go with every answer.
+
+        `username` is the challenge's Cognito username (USER_ID_FOR_SRP):
+        Cognito takes no alias here, and the hash is computed over it.
+        """
+
+        def params() -> dict[str, Any]:
+            responses = {**answers, "USERNAME": username}
+            if self._secret is not None:
+                responses["SECRET_HASH"] = secret_hash(
+                    self._secret.value, username, self._client_id
+                )
+            return {
+                "ClientId": self._client_id,
+                "ChallengeName": name,
+                "Session": session,
+                "ChallengeResponses": responses,
+            }
+
+        response = self._call("respond_to_auth_challenge", _CHALLENGE, params)
+        return self._auth_result(response, refresh_token=None)
+
+    def associate_software_token(self, *, access_token: str = "", session: str = "") -> TotpSecret:
+        """A new TOTP secret for the bearer of `access_token`, or for an MFA_SETUP `session`."""
+        params, errors = _token_or_session(access_token, session)
+        response = self._call("associate_software_token", errors, lambda: dict(params))
+        secret = response.get("SecretCode", "")
+        if not secret:
+            log.error("cognito answered AssociateSoftwareToken without a secret")
+            raise Internal()
+        return TotpSecret(secret_code=secret, session=response.get("Session", ""))
+
+    def verify_software_token(
+        self, code: str, *, access_token: str = "", session: str = "", device_name: str = ""
+    ) -> str:
+        """Check a code against the user's authenticator secret; returns the next session."""
+        params, errors = _token_or_session(access_token, session)
+        params["UserCode"] = code
+        if device_name:
+            params["FriendlyDeviceName"] = device_name
+        response = self._call("verify_software_token", errors, lambda: dict(params))
+        if response.get("Status", "SUCCESS") != "SUCCESS":
+            raise CodeMismatch()
+        return str(response.get("Session", ""))
+
+    def set_totp_preference(self, access_token: str, *, enabled: bool) -> None:
+        """Enable TOTP as the preferred MFA, or turn it off."""
+        settings = {"Enabled": enabled, "PreferredMfa": enabled}
+        self._call(
+            "set_user_mfa_preference",
+            _MFA_PREFERENCE,
+            lambda: {"AccessToken": access_token, "SoftwareTokenMfaSettings": settings},
+        )
 
     # -- plumbing --------------------------------------------------------
 
@@ -694,7 +792,10 @@ class CognitoGateway:
         return Challenge(
             name=name,
             session=response.get("Session", ""),
-            parameters=dict(response.get("ChallengeParameters", {})),
+            parameters={
+                str(k): v if isinstance(v, str) else json.dumps(v)
+                for k, v in response.get("ChallengeParameters", {}).items()
+            },
         )
 
 
@@ -719,6 +820,15 @@ def _is_transient(exc: BotoCoreError | ClientError) -> bool:
     return not isinstance(
         exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, NoRegionError)
     )
+
+
+def _token_or_session(access_token: str, session: str) -> tuple[dict[str, Any], ErrorTable]:
+    """The caller of a TOTP call: exactly one of a bearer token and a challenge session."""
+    if bool(access_token) == bool(session):
+        raise ValueError("exactly one of access_token and session")
+    if access_token:
+        return {"AccessToken": access_token}, _TOTP_WITH_TOKEN
+    return {"Session": session}, _TOTP_WITH_SESSION
 
 
 def _error_code(exc: ClientError) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from identity_server.local import definition, layer
+from identity_server.local import challenges, definition, layer
 from identity_server.local.clock import Clock
 from identity_server.local.outbox import RESET, SIGN_UP, Mail, Outbox
 from identity_server.local.signing import SigningKey
@@ -51,9 +51,16 @@ class LocalCognito:
     """moto on 127.0.0.1 with the project's pool, client, groups, secret and fidelity layer."""
 
     def __init__(
-        self, port: int = 0, outbox: Outbox | None = None, clock: Clock | None = None
+        self,
+        port: int = 0,
+        outbox: Outbox | None = None,
+        clock: Clock | None = None,
+        *,
+        mfa: str | None = None,
     ) -> None:
+        """`mfa` overrides the pool definition's MfaConfiguration (`OFF`, `OPTIONAL`, `ON`)."""
         self._port = port
+        self._mfa = mfa
         self._server: Any = None
         self.endpoint = ""
         self.pool_id = ""
@@ -72,13 +79,24 @@ class LocalCognito:
         from moto.server import ThreadedMotoServer
 
         _patch_moto()
+        challenges.install()
         for key, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
             os.environ.setdefault(key, value)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        self.definition = definition.build(self.client, REGION)
+        if self._mfa is None:
+            self.definition = definition.build(self.client, REGION)
+        else:  # a second stack in the same moto: its own names
+            suffix = f"mfa-{self._mfa.lower()}"
+            self.definition = definition.build(
+                self.client,
+                REGION,
+                stack_name=f"{definition.STACK_NAME}-{suffix}",
+                parameters={"DomainPrefix": f"identity-local-{suffix}"},
+                mfa=self._mfa,
+            )
         layer.register(self.definition.pool_id, self.layer)
         self.pool_id, self.client_id = self.definition.pool_id, self.definition.client_id
         self.secret_name = self.definition.secret_name

@@ -10,6 +10,7 @@ The service takes its own settings from the environment (`IDENTITY_LISTEN`,
 default 127.0.0.1:50051, `IDENTITY_WORKERS`, `IDENTITY_METRICS_LISTEN`, TLS,
 ...); the Cognito settings are the local stack's. The local Cognito listens on
 127.0.0.1:`LOCAL_COGNITO_PORT` (default 9229), where `add-to-group` finds it.
+`LOCAL_COGNITO_MFA=ON` makes its pool require MFA (the MFA_SETUP challenge).
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ def service_environment(cognito: LocalCognito, environ: Mapping[str, str]) -> di
 
 def run(environ: Mapping[str, str]) -> int:
     """Start the local Cognito, then the server with the caller's settings."""
+    mfa = environ.get("LOCAL_COGNITO_MFA", "").strip().upper() or None  # OFF, OPTIONAL, ON
+    if mfa not in (None, "OFF", "OPTIONAL", "ON"):
+        print("identity-server: LOCAL_COGNITO_MFA must be OFF, OPTIONAL or ON", file=sys.stderr)
+        return 2
     _logging.configure()
     port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
-    cognito = LocalCognito(port=port, outbox=Outbox(on_mail=_print_mail))
+    cognito = LocalCognito(port=port, outbox=Outbox(on_mail=_print_mail), mfa=mfa)
     try:
         cognito.start()
     except OSError as exc:

@@ -129,17 +129,25 @@ def _resources(template: Mapping[str, Any], kind: str) -> list[tuple[str, dict[s
 class Resolver:
     """Intrinsic functions, evaluated against parameters and the resources made so far."""
 
-    def __init__(self, template: Mapping[str, Any], region: str) -> None:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        region: str,
+        *,
+        stack_name: str = STACK_NAME,
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
         self.region = region
+        local = {**LOCAL_PARAMETERS, **(parameters or {})}
         self.values: dict[str, Any] = {
-            "AWS::StackName": STACK_NAME,
+            "AWS::StackName": stack_name,
             "AWS::Region": region,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
         }
         for name, spec in (template.get("Parameters") or {}).items():
-            raw = LOCAL_PARAMETERS.get(name, spec.get("Default"))
+            raw = local.get(name, spec.get("Default"))
             if raw is None:
                 continue
             if spec.get("Type") == "CommaDelimitedList":
@@ -149,7 +157,7 @@ class Resolver:
         self.attributes: dict[str, Any] = {}
         # The functions are not made; the pool names them by the ARNs they would have.
         for logical_id, properties in _resources(template, "AWS::Lambda::Function"):
-            name = self(properties.get("FunctionName")) or f"{STACK_NAME}-{logical_id}"
+            name = self(properties.get("FunctionName")) or f"{stack_name}-{logical_id}"
             arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
             self.made(logical_id, arn, Arn=arn)
 
@@ -245,10 +253,23 @@ def user_pool_client_kwargs(properties: Mapping[str, Any], resolve: Resolver) ->
     return {key: resolve(value) for key, value in properties.items()}
 
 
-def build(client: Callable[[str], Any], region: str, path: Path | None = None) -> Definition:
-    """Make the template's Cognito resources in the local endpoint `client(service)`."""
+def build(
+    client: Callable[[str], Any],
+    region: str,
+    path: Path | None = None,
+    *,
+    stack_name: str = STACK_NAME,
+    parameters: Mapping[str, str] | None = None,
+    mfa: str | None = None,
+) -> Definition:
+    """Make the template's Cognito resources in the local endpoint `client(service)`.
+
+    `stack_name` and `parameters` (over `LOCAL_PARAMETERS`) let a second stack
+    live in the same moto; `mfa` overrides the pool's MfaConfiguration
+    (`OFF`, `OPTIONAL`, `ON`).
+    """
     template = load_template(path)
-    resolve = Resolver(template, region)
+    resolve = Resolver(template, region, stack_name=stack_name, parameters=parameters)
     made = Definition()
     cognito = client("cognito-idp")
 
@@ -260,6 +281,8 @@ def build(client: Callable[[str], Any], region: str, path: Path | None = None) -
         )
 
     pool_logical_id, pool_properties = _one(template, "AWS::Cognito::UserPool")
+    if mfa is not None:
+        pool_properties = {**pool_properties, "MfaConfiguration": mfa}
     pool = cognito.create_user_pool(**user_pool_kwargs(pool_properties, resolve))["UserPool"]
     made.pool_id = pool["Id"]
     resolve.made(
