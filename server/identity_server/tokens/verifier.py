@@ -199,7 +199,8 @@ class TokenVerifier:
         generation = self._keys.generation
         if generation != self._cache_generation:
             self._reset_cache(generation)
-        hit = self._cache.get(token)
+        # An empty cache (or none at all) is not asked: that would hash the whole token.
+        hit = self._cache.get(token) if self._cache else None
         if hit is not None:
             if self._clock() < hit.expires_at:
                 if hit.token_use != token_use:
