@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench._load import LoadResult
+from bench._profile import Profile, fold, table
 from bench._report import CpuGap, Ratio, Row, at_most, machine_busy, machine_ceiling, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +171,36 @@ def test_the_table_prints_the_gap_with_its_target_and_spread() -> None:
     assert "175 us" in line
     assert "(target <= 80 us)" in line
     assert "rounds 150-200" in line
+
+
+def test_folded_stacks_count_each_function_once_per_stack_whatever_its_line() -> None:
+    raw = "\n".join(
+        [
+            "thread (1): grpc-aio;run (/usr/lib/python3.11/asyncio/base_events.py:607);"
+            "f (/w/server/identity_server/api/servicer.py:10);"
+            "f (/w/server/identity_server/api/servicer.py:12) 3",
+            "thread (1): grpc-aio;run (/usr/lib/python3.11/asyncio/base_events.py:607);"
+            "g (/v/lib/python3.11/site-packages/google/protobuf/x.py:5) 2",
+            "",
+        ]
+    )
+    total, by_function = fold(raw)
+    assert total == 5
+    assert by_function == {
+        "run (asyncio/base_events.py)": 5,
+        "f (identity_server/api/servicer.py)": 3,
+        "g (google/protobuf/x.py)": 2,
+    }
+
+
+def test_the_profile_table_gives_microseconds_per_call_and_the_miss_minus_the_hit() -> None:
+    # 100 samples/s over 1,000 calls: a sample is 10 us of a call.
+    hit = Profile("hit", 30, {"loop": 30, "verify": 1}, 1000, 100, LoadResult())
+    miss = Profile("miss", 50, {"loop": 50, "verify": 20}, 1000, 100, LoadResult())
+    lines = table(hit, miss, rows=5)
+    total = next(line for line in lines if line.startswith("all sampled"))
+    assert total.split()[-3:] == ["300.0", "500.0", "+200.0"]
+    verify = next(line for line in lines if line.startswith("verify"))
+    assert verify.split()[-3:] == ["10.0", "200.0", "+190.0"]
+    # Ranked by the larger of the two: the loop first, then verify.
+    assert [line.split()[0] for line in lines[3:]] == ["loop", "verify"]
