@@ -11,7 +11,12 @@ difference: the miss path's cost, function by function. The folded stacks of
 both runs and a flame graph (SVG) of the miss are written beside the table.
 
 The numbers are samples, so they carry sampling noise (about the square root of
-the count); proportions are what to read. py-spy needs permission to trace the
+the count); proportions are what to read. They are wall-clock samples of the
+thread holding the GIL: on a machine busy with other work that thread is often
+descheduled while holding it, which inflates every row (compare the sampled
+total with the server CPU per call from /proc printed above the table). C code
+that grpc runs from the event loop (its Cython layer: framing, serializing the
+answer) shows as `Handle._run` itself. py-spy needs permission to trace the
 server (root, or `kernel.yama.ptrace_scope` 0).
 """
 
