@@ -67,6 +67,7 @@ class LoadResult:
     server_calls: int = 0  # calls those CPU seconds served, warm-up included
     generator_cpu: float = 0.0  # CPU seconds the load generator used for those calls
     rounds: list[float] = field(default_factory=list)  # calls/s of each pooled round
+    cpu_rounds: list[float] = field(default_factory=list)  # server CPU us/call of each round
 
     @property
     def calls_per_s(self) -> float:
@@ -81,7 +82,9 @@ class LoadResult:
         """Pool another round of the same scenario into this one."""
         if not self.rounds:
             self.rounds.append(self.calls_per_s)
+            self.cpu_rounds.append(self.server_cpu_us_per_call)
         self.rounds.append(other.calls_per_s)
+        self.cpu_rounds.append(other.server_cpu_us_per_call)
         self.calls += other.calls
         self.seconds += other.seconds
         self.latencies_us.extend(other.latencies_us)

@@ -97,6 +97,41 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class CpuGap:
+    """How much more server CPU per call one row costs than another (a miss beyond a hit)."""
+
+    label: str
+    row: Row
+    baseline: Row
+    target: float | None = None
+
+    @property
+    def value(self) -> float:
+        """Microseconds: the median of the per-round differences, else the pooled one.
+
+        Like a ratio, each round's two numbers were taken a few seconds apart on
+        the same machine. NaN when either row has no server CPU.
+        """
+        paired = self.per_round()
+        if paired:
+            return statistics.median(paired)
+        row, base = self.row.load, self.baseline.load
+        if row is None or base is None:
+            return math.nan
+        return row.server_cpu_us_per_call - base.server_cpu_us_per_call
+
+    def per_round(self) -> list[float]:
+        """row - baseline server CPU us/call in each round, when both ran the same rounds."""
+        row, base = self.row.load, self.baseline.load
+        if row is None or base is None:
+            return []
+        pairs = list(zip(row.cpu_rounds, base.cpu_rounds, strict=False))
+        if len(pairs) < 2 or len(row.cpu_rounds) != len(base.cpu_rounds):
+            return []
+        return [r - b for r, b in pairs if not (math.isnan(r) or math.isnan(b))]
+
+
+@dataclass(frozen=True)
 class Target:
     """A target from the issue: a line with its measured value and met/missed."""
 
@@ -120,6 +155,12 @@ def below(text: str, value: float, bound: float, fmt: str = "{:.2f}") -> Target:
     """A target `value < bound`."""
     shown = "not measured" if math.isnan(value) else fmt.format(value)
     return Target(f"{text}: {shown}", value, None if math.isnan(value) else value < bound)
+
+
+def at_most(text: str, value: float, bound: float, fmt: str = "{:.2f}") -> Target:
+    """A target `value <= bound`."""
+    shown = "not measured" if math.isnan(value) else fmt.format(value)
+    return Target(f"{text}: {shown}", value, None if math.isnan(value) else value <= bound)
 
 
 def machine_ceiling(shared: LoadResult | None, cores: int) -> float:
@@ -243,6 +284,7 @@ def render(
     ratios: list[Ratio],
     targets: list[Target],
     footer: Iterable[str],
+    gaps: Iterable[CpuGap] = (),
 ) -> str:
     """The whole table as text."""
     lines = [title, *preamble, "", COLUMNS, "-" * len(COLUMNS)]
@@ -258,6 +300,19 @@ def render(
         paired = ratio.per_round()
         spread = f"   rounds {min(paired):.2f}-{max(paired):.2f}" if paired else ""
         lines.append(f"  {ratio.label:<62}{shown:>8}{goal}{spread}")
+    gaps = list(gaps)
+    if gaps:
+        lines.append("")
+        lines.append(
+            "server CPU per call, difference (same run; with rounds, the median of the rounds)"
+        )
+    for gap in gaps:
+        value = gap.value
+        shown = "n/a" if math.isnan(value) else f"{value:,.0f} us"
+        goal = "" if gap.target is None else f"   (target <= {gap.target:g} us)"
+        paired = gap.per_round()
+        spread = f"   rounds {min(paired):,.0f}-{max(paired):,.0f}" if paired else ""
+        lines.append(f"  {gap.label:<62}{shown:>8}{goal}{spread}")
     lines.append("")
     lines.append("targets")
     lines.extend(target.render() for target in targets)

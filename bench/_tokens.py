@@ -1,7 +1,8 @@
 """A throw-away RSA-2048 key, its key set, and Cognito-shaped access tokens signed with it.
 
 Nothing here talks to Cognito: the benchmark is its own issuer. Tokens carry
-the claims a Cognito access token has (and about its size), valid for an hour.
+the claims a Cognito access token has (and about its size), valid for an hour,
+serialized as Cognito serializes them: compact JSON with every "/" escaped.
 """
 
 from __future__ import annotations
@@ -102,7 +103,9 @@ def _sign_range(pem: bytes, kid: str, start: int, count: int, now: int) -> list[
     pkcs1, sha256 = padding.PKCS1v15(), SHA256()
     tokens = []
     for index in range(start, start + count):
-        payload = b64url(json.dumps(_claims(index, now), separators=(",", ":")).encode())
+        # Cognito's JSON escapes every "/" ("iss":"https:\/\/cognito-idp..."): so do these.
+        text = json.dumps(_claims(index, now), separators=(",", ":")).replace("/", "\\/")
+        payload = b64url(text.encode())
         signing_input = f"{header}.{payload}"
         signature = key.sign(signing_input.encode("ascii"), pkcs1, sha256)
         tokens.append(f"{signing_input}.{b64url(signature)}")

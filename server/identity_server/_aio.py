@@ -55,12 +55,12 @@ class LoopSafeKeys(JwksCache):
 
     def get(self, kid: str) -> RSAPublicKey | None:
         """Loaded keys anywhere; an unknown kid on the loop raises KeyFetchNeeded."""
+        key = self.cached(kid)
+        if key is not None:  # a loaded key never fetches, on any thread
+            return key
         if threading.get_ident() != self.loop_thread:
             return super().get(kid)
-        key = self.cached(kid)
-        if key is None:
-            raise KeyFetchNeeded()
-        return key
+        raise KeyFetchNeeded()
 
 
 class AsyncVerifier:

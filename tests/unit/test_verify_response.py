@@ -88,3 +88,23 @@ def test_booleans_stay_booleans_and_null_stays_null() -> None:
     assert claims.fields["nothing"].WhichOneof("kind") == "null_value"
     assert claims.fields["exp"].number_value == 1_795_330_285
     assert claims.fields["empty"].WhichOneof("kind") == "string_value"
+
+
+def test_top_level_lists_booleans_and_null_read_as_the_library_converts_them() -> None:
+    claims: dict[str, Any] = {
+        "cognito:groups": ["admins", "readers"],
+        "no_groups": [],
+        "mixed": ["a", 1, None, True, {"k": ["v"]}, ["x"]],
+        "yes": True,
+        "no": False,
+        "nothing": None,
+    }
+    token = verified("access", None)._replace(claims=types.MappingProxyType(claims))
+    expected = struct_pb2.Struct()
+    expected.update(claims)
+    built = _verify_response(token).claims
+    assert built == expected
+    # An empty list is still a list, not an unset value.
+    assert built.fields["no_groups"].WhichOneof("kind") == "list_value"
+    assert built.fields["yes"].WhichOneof("kind") == "bool_value"
+    assert built.fields["nothing"].WhichOneof("kind") == "null_value"

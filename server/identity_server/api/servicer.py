@@ -197,7 +197,17 @@ def _verify_response(verified: VerifiedToken) -> pb.VerifyTokenResponse:
             fields[name].string_value = cast(str, value)
         elif kind is int or kind is float:
             fields[name].number_value = cast(float, value)
-        else:  # lists, objects, booleans and null: the library's own conversion
+        elif kind is bool:
+            fields[name].bool_value = cast(bool, value)
+        elif kind is list:  # cognito:groups and the like: strings set here, the rest converted
+            listed = fields[name].list_value
+            listed.SetInParent()
+            for item in cast(list[Any], value):
+                if type(item) is str:
+                    listed.values.add().string_value = item
+                else:
+                    listed.append(item)
+        else:  # objects and null: the library's own conversion
             claims.update({name: cast(Any, value)})
     return response
 
@@ -407,7 +417,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             raise
         if self._on_verify is not None:
             self._on_verify("ok")
-        cached = self._responses.get(token)
+        cached = self._responses.get(token) if self._responses else None
         if cached is not None and cached[0] is verified:
             return cached[1]
         response = _verify_response(verified)

@@ -89,6 +89,10 @@ class VerifiedToken(NamedTuple):
         )
 
 
+# VerifiedToken's own __new__ is a Python function that only calls this.
+_new_tuple: Final = tuple.__new__
+
+
 def _malformed() -> TokenInvalid:
     """The error for a claim of the wrong type."""
     return TokenInvalid(reason=TOKEN_MALFORMED)
@@ -135,20 +139,23 @@ def _principal(
     auth_time = get("auth_time", 0)
     if type(auth_time) is not int:
         raise _malformed()
-    return VerifiedToken(
-        sub,
-        username,
-        email,
-        tuple(groups),
-        scopes,
-        client_id,
-        token_use,
-        issued_at,
-        expires_at,
-        auth_time if "auth_time" in claims else None,
-        jti,
-        origin_jti,
-        MappingProxyType(claims),
+    return _new_tuple(
+        VerifiedToken,
+        (
+            sub,
+            username,
+            email,
+            tuple(groups),
+            scopes,
+            client_id,
+            token_use,
+            issued_at,
+            expires_at,
+            auth_time if "auth_time" in claims else None,
+            jti,
+            origin_jti,
+            MappingProxyType(claims),
+        ),
     )
 
 
@@ -180,6 +187,7 @@ class TokenVerifier:
         self._cache: dict[str, VerifiedToken] = {}
         self._cache_generation = keys.generation
         self._cache_lock = threading.Lock()
+        self._get_key = self._key_for  # one bound method, not one per call
 
     @property
     def keys(self) -> JwksCache:
@@ -191,7 +199,8 @@ class TokenVerifier:
         generation = self._keys.generation
         if generation != self._cache_generation:
             self._reset_cache(generation)
-        hit = self._cache.get(token)
+        # An empty cache (or none at all) is not asked: that would hash the whole token.
+        hit = self._cache.get(token) if self._cache else None
         if hit is not None:
             if self._clock() < hit.expires_at:
                 if hit.token_use != token_use:
@@ -210,25 +219,20 @@ class TokenVerifier:
         return key
 
     def _verify_uncached(self, token: str, token_use: TokenUse) -> VerifiedToken:
-        """The full check: signature, then every claim rule."""
+        """The full check: signature, then every claim rule, in this order.
+
+        Every never-seen token runs this, so the time checks are written out
+        here rather than in a helper of their own.
+        """
         if token_use not in _TOKEN_USES:
             raise ValueError("token_use must be 'access' or 'id'")
-        _, claims = decode_verified(token, self._key_for)
-        if claims.get("iss") != self._issuer:
+        _, claims = decode_verified(token, self._get_key)
+        get = claims.get
+        if get("iss") != self._issuer:
             raise TokenInvalid(reason=TOKEN_ISSUER_INVALID)
-        issued_at, expires_at = self._check_times(claims)
-        if claims.get("token_use") != token_use:
-            raise TokenInvalid(reason=TOKEN_USE_MISMATCH)
-        client_id = claims.get(_CLIENT_CLAIM[token_use])
-        if not isinstance(client_id, str) or client_id not in self._client_ids:
-            raise TokenInvalid(reason=TOKEN_CLIENT_INVALID)
-        return _principal(claims, token_use, client_id, issued_at, expires_at)
-
-    def _check_times(self, claims: dict[str, object]) -> tuple[int, int]:
-        """Check exp, iat, nbf and the lifetime; return (iat, exp)."""
-        expires_at, issued_at = claims.get("exp"), claims.get("iat")
-        # An absent nbf is checked as if it were iat: it adds no constraint.
-        not_before = claims.get("nbf", issued_at)
+        # exp, iat and nbf; an absent nbf is checked as if it were iat: it adds no constraint.
+        expires_at, issued_at = get("exp"), get("iat")
+        not_before = get("nbf", issued_at)
         if type(expires_at) is not int or type(issued_at) is not int:
             raise _malformed()
         if type(not_before) is not int:
@@ -240,7 +244,12 @@ class TokenVerifier:
             raise TokenInvalid(reason=TOKEN_NOT_YET_VALID)
         if not 0 < expires_at - issued_at <= self._max_lifetime:
             raise TokenInvalid(reason=TOKEN_LIFETIME_INVALID)
-        return issued_at, expires_at
+        if get("token_use") != token_use:
+            raise TokenInvalid(reason=TOKEN_USE_MISMATCH)
+        client_id = get(_CLIENT_CLAIM[token_use])
+        if not isinstance(client_id, str) or client_id not in self._client_ids:
+            raise TokenInvalid(reason=TOKEN_CLIENT_INVALID)
+        return _principal(claims, token_use, client_id, issued_at, expires_at)
 
     def _reset_cache(self, generation: int) -> None:
         """Drop every cached token: the key set changed."""
