@@ -35,6 +35,7 @@ from identity_client._models import (
     AuthChallenge,
     AuthTokens,
     CodeDelivery,
+    FederatedSignIn,
     FederatedSignInStart,
     Principal,
     TotpSetup,
@@ -63,6 +64,7 @@ __all__ = [
     "User",
     "TotpSetup",
     "FederatedSignInStart",
+    "FederatedSignIn",
     # errors
     "IdentityError",
     "FieldViolation",

@@ -200,6 +200,30 @@ class Internal(IdentityError):
     """Anything unexpected; the details stay in the server log."""
 
 
+class FederatedSignInFailed(IdentityError):
+    """A federated sign-in was refused; the reason says which check or answer refused it."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "FEDERATED_SIGN_IN_FAILED"
+    default_message = "The federated sign-in failed; start it again."
+
+
+class FederatedSignInRestart(IdentityError):
+    """The sign-in cannot finish as it is, but a fresh one will: start it again."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "FEDERATED_SIGN_IN_RESTART"
+    default_message = "The account was linked to an existing one; start the sign-in again."
+
+
+class FederationUnavailable(IdentityError):
+    """Federated sign-in is not configured on this server (no COGNITO_DOMAIN)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FEDERATION_NOT_CONFIGURED"
+    default_message = "Federated sign-in is not configured."
+
+
 _CODE_NUMBERS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: code_pb2.OK,
     grpc.StatusCode.CANCELLED: code_pb2.CANCELLED,

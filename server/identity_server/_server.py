@@ -34,7 +34,9 @@ from identity_server._tls import TlsFiles, check_listen_security, load_server_cr
 from identity_server.api.interceptor import AuthInterceptor
 from identity_server.api.policy import load_policies
 from identity_server.api.servicer import IdentityServicer
+from identity_server.cognito.federation import Federation, Sealer
 from identity_server.cognito.gateway import CognitoGateway
+from identity_server.cognito.hosted_ui import HostedUi
 from identity_server.tokens.jwks import JwksCache
 from identity_server.tokens.verifier import TokenVerifier
 
@@ -141,6 +143,7 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
+                federation=self._federation(),
             ),
             self.server,
         )
@@ -156,6 +159,21 @@ class IdentityServer:
         if port == 0:
             raise OSError(f"could not listen on {listen}")
         return port
+
+    def _federation(self) -> Federation | None:
+        """Federated sign-in through the pool domain, when COGNITO_DOMAIN is set."""
+        settings = self.settings
+        if settings.cognito_domain is None:
+            return None
+        secret = self.gateway.client_secret
+        return Federation(
+            hosted_ui=HostedUi(settings.cognito_domain, settings.client_id, secret),
+            sealer=Sealer(
+                (lambda: secret.value) if secret is not None else None, settings.client_id
+            ),
+            redirect_uris=settings.redirect_uris,
+            scopes=settings.federation_scopes,
+        )
 
     @property
     def target(self) -> str:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from identity_server.tokens.jwks import validate_jwks_url
 
@@ -40,6 +41,10 @@ class Settings:
     metrics_listen: tuple[str, int] | None = None
     workers: int = 1
     verify_cache_size: int = 10_000
+    # Federated sign-in through the pool domain's hosted UI (off without a domain).
+    cognito_domain: str | None = None
+    redirect_uris: frozenset[str] = frozenset()
+    federation_scopes: tuple[str, ...] = ("openid", "email", "profile")
 
     @property
     def listen(self) -> str:
@@ -66,6 +71,50 @@ def parse_host_port(value: str, variable: str) -> tuple[str, int]:
     if port > 65535:
         raise ConfigError(f"{variable} has a port out of range: {port}")
     return host, port
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")
+
+
+def _web_url(value: str, variable: str, *, base: bool) -> str:
+    """An https URL, or http on a loopback host only; `base`: no path, query or fragment."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ConfigError(f"{variable} has a malformed URL") from None
+    host = parts.hostname or ""
+    if len(value) > 1024 or not host or parts.username or parts.password or " " in value:
+        raise ConfigError(f"{variable} has a malformed URL")
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK_HOSTS):
+        raise ConfigError(f"{variable} must use https (http only on a loopback host)")
+    if parts.fragment or (base and (parts.path.strip("/") or parts.query)):
+        raise ConfigError(f"{variable} must be a base URL without path, query or fragment")
+    return value.rstrip("/") if base else value
+
+
+def _federation(env: Mapping[str, str]) -> tuple[str | None, frozenset[str], tuple[str, ...]]:
+    """COGNITO_DOMAIN, IDENTITY_REDIRECT_URIS (exact URLs) and IDENTITY_FEDERATION_SCOPES."""
+    domain_value = env.get("COGNITO_DOMAIN", "").strip()
+    domain = _web_url(domain_value, "COGNITO_DOMAIN", base=True) if domain_value else None
+    uris = frozenset(
+        _web_url(uri.strip(), "IDENTITY_REDIRECT_URIS", base=False)
+        for uri in env.get("IDENTITY_REDIRECT_URIS", "").split(",")
+        if uri.strip()
+    )
+    if len(uris) > 100:
+        raise ConfigError("IDENTITY_REDIRECT_URIS has more than 100 URLs")
+    if domain and not uris:
+        raise ConfigError("COGNITO_DOMAIN needs IDENTITY_REDIRECT_URIS (the allowed callback URLs)")
+    scopes = tuple(env.get("IDENTITY_FEDERATION_SCOPES", "").split()) or (
+        "openid",
+        "email",
+        "profile",
+    )
+    if "openid" not in scopes or len(scopes) > 25 or not all(map(_SCOPE.fullmatch, scopes)):
+        raise ConfigError("IDENTITY_FEDERATION_SCOPES must include openid and be valid scopes")
+    return domain, uris, scopes
 
 
 def _optional_path(env: Mapping[str, str], variable: str) -> Path | None:
@@ -139,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("IDENTITY_VERIFY_CACHE_SIZE must be a whole number from 0 to 10000000")
     if workers > 1 and port == 0:
         raise ConfigError("IDENTITY_LISTEN needs a fixed port when IDENTITY_WORKERS is above 1")
+    domain, redirect_uris, scopes = _federation(env)
 
     return Settings(
         user_pool_id=pool_id,
@@ -157,4 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_listen=metrics,
         workers=workers,
         verify_cache_size=int(cache_value),
+        cognito_domain=domain,
+        redirect_uris=redirect_uris,
+        federation_scopes=scopes,
     )

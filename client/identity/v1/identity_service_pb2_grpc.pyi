@@ -83,11 +83,18 @@ class IdentityServiceStub:
     """
     StartFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-    PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-    keeps the returned verifier, state and nonce until the user comes back.
+    PKCE (S256), state and nonce, and seals them into one opaque transaction.
+    Nothing is stored on the server: the caller keeps the transaction (in an
+    httpOnly cookie) until the user comes back. A redirect URI that is not
+    allowed is refused (REDIRECT_URI_NOT_ALLOWED).
     """
     CompleteFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]
-    """Exchanges the authorization code of a federated sign-in for tokens."""
+    """Finishes a federated sign-in with what the callback brought back: checks
+    the transaction and the state, exchanges the code (with the PKCE
+    verifier) at the hosted UI, and verifies the id token and its nonce.
+    Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+    FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -144,11 +151,18 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     StartFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]  # type: ignore[assignment]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-    PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-    keeps the returned verifier, state and nonce until the user comes back.
+    PKCE (S256), state and nonce, and seals them into one opaque transaction.
+    Nothing is stored on the server: the caller keeps the transaction (in an
+    httpOnly cookie) until the user comes back. A redirect URI that is not
+    allowed is refused (REDIRECT_URI_NOT_ALLOWED).
     """
     CompleteFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]  # type: ignore[assignment]
-    """Exchanges the authorization code of a federated sign-in for tokens."""
+    """Finishes a federated sign-in with what the callback brought back: checks
+    the transaction and the state, exchanges the code (with the PKCE
+    verifier) at the hosted UI, and verifies the id token and its nonce.
+    Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+    FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """IdentityService puts an Amazon Cognito user pool behind one small API.
@@ -286,8 +300,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.StartFederatedSignInResponse, _abc.Awaitable[_identity_service_pb2.StartFederatedSignInResponse]]:
         """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-        PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-        keeps the returned verifier, state and nonce until the user comes back.
+        PKCE (S256), state and nonce, and seals them into one opaque transaction.
+        Nothing is stored on the server: the caller keeps the transaction (in an
+        httpOnly cookie) until the user comes back. A redirect URI that is not
+        allowed is refused (REDIRECT_URI_NOT_ALLOWED).
         """
 
     @_abc_1.abstractmethod
@@ -296,6 +312,11 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.CompleteFederatedSignInRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.CompleteFederatedSignInResponse, _abc.Awaitable[_identity_service_pb2.CompleteFederatedSignInResponse]]:
-        """Exchanges the authorization code of a federated sign-in for tokens."""
+        """Finishes a federated sign-in with what the callback brought back: checks
+        the transaction and the state, exchanges the code (with the PKCE
+        verifier) at the hosted UI, and verifies the id token and its nonce.
+        Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+        FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

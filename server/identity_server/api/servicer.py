@@ -21,6 +21,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, Offload
 from identity_server._context import current_caller
 from identity_server._errors import (
+    FederationUnavailable,
     FieldViolation,
     IdentityError,
     InvalidArgument,
@@ -31,6 +32,7 @@ from identity_server._errors import (
 from identity_server._logging import mask_email
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
+from identity_server.cognito import federation as fed
 from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
 from identity_server.cognito.password_policy import PasswordPolicy
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
@@ -51,6 +53,9 @@ audit = logging.getLogger("identity_server.audit")
 Context = grpc.aio.ServicerContext[Any, Any]
 _MAX_REQUIREMENTS = 32
 _MAX_NAME = 256
+_MAX_URL = 1024
+_PROVIDERS = {pb.FEDERATED_PROVIDER_GOOGLE: "Google"}
+_PROVIDER_ENUMS = {name: number for number, name in _PROVIDERS.items()}
 
 
 def _delivery(email: str) -> pb.CodeDelivery:
@@ -84,6 +89,15 @@ def _names(values: Any, field: str) -> list[FieldViolation]:
         return [FieldViolation(field, f"must have at most {_MAX_REQUIREMENTS} entries")]
     if any(not v or len(v) > _MAX_NAME for v in values):
         return [FieldViolation(field, "has an empty or too long entry")]
+    return []
+
+
+def _text(value: str, field: str, limit: int) -> list[FieldViolation]:
+    """Free text from a callback URL: bounded, printable."""
+    if len(value) > limit:
+        return [FieldViolation(field, f"must be at most {limit} characters")]
+    if not value.isprintable():
+        return [FieldViolation(field, "has characters that are not allowed")]
     return []
 
 
@@ -152,7 +166,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         on_verify: Callable[[str], None] | None = None,
         password_policy: PasswordPolicy | None = None,
         response_cache_size: int = 10_000,
+        federation: fed.Federation | None = None,
     ) -> None:
+        self._federation = federation
         self._gateway = gateway
         self._verifier = verifier
         self._blocking = offload.call
@@ -319,14 +335,26 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
     async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
-        check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
+        check.ensure(
+            check.opaque(request.refresh_token, "refresh_token", required=False),
+            check.opaque(request.logout_uri, "logout_uri", limit=_MAX_URL, required=False),
+        )
+        # A hosted-UI session: revoked through /oauth2/revoke, and the hosted
+        # UI's own cookie cleared by sending the browser to its /logout.
+        hosted = None
+        if request.logout_uri:
+            hosted = self._allowed_redirect(request.logout_uri, "logout_uri").hosted_ui
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
-            if request.refresh_token:
+            if request.refresh_token and hosted is not None:
+                await self._blocking(hosted.revoke, request.refresh_token)
+            elif request.refresh_token:
                 await self._blocking(self._gateway.revoke_token, request.refresh_token)
             else:
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
-        return pb.SignOutResponse()
+        if hosted is None:
+            return pb.SignOutResponse()
+        return pb.SignOutResponse(logout_url=hosted.logout_url(request.logout_uri))
 
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context
@@ -338,12 +366,72 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.ConfirmTotpResponse:
         raise NotImplementedYet("ConfirmTotp is not implemented yet.")
 
+    def _allowed_redirect(self, uri: str, field: str) -> fed.Federation:
+        """The federation settings, when `uri` is one of the allowed URLs exactly."""
+        if self._federation is None:
+            raise FederationUnavailable()
+        if uri not in self._federation.redirect_uris:
+            raise InvalidArgument(
+                "The redirect URI is not allowed.",
+                reason="REDIRECT_URI_NOT_ALLOWED",
+                violations=[FieldViolation(field, "is not an allowed redirect URI")],
+            )
+        return self._federation
+
     async def StartFederatedSignIn(
         self, request: pb.StartFederatedSignInRequest, context: Context
     ) -> pb.StartFederatedSignInResponse:
-        raise NotImplementedYet("StartFederatedSignIn is not implemented yet.")
+        check.ensure(check.opaque(request.redirect_uri, "redirect_uri", limit=_MAX_URL))
+        provider = _PROVIDERS.get(request.provider)
+        if provider is None:
+            raise InvalidArgument(
+                violations=[FieldViolation("provider", "is not a supported provider")]
+            )
+        federation = self._allowed_redirect(request.redirect_uri, "redirect_uri")
+        url, transaction = federation.start(provider, request.redirect_uri)
+        return pb.StartFederatedSignInResponse(
+            authorize_url=url, transaction=transaction, expires_in=fed.TRANSACTION_LIFETIME
+        )
 
     async def CompleteFederatedSignIn(
         self, request: pb.CompleteFederatedSignInRequest, context: Context
     ) -> pb.CompleteFederatedSignInResponse:
-        raise NotImplementedYet("CompleteFederatedSignIn is not implemented yet.")
+        check.ensure(
+            check.opaque(request.transaction, "transaction", limit=fed.MAX_TRANSACTION),
+            check.opaque(request.state, "state", limit=_MAX_NAME),
+            check.opaque(request.code, "code", limit=_MAX_URL, required=bool(not request.error)),
+            check.opaque(request.error, "error", limit=64, required=False),
+            _text(request.error_description, "error_description", _MAX_URL),
+        )
+        if self._federation is None:
+            raise FederationUnavailable()
+        federation = self._federation
+        with _audited("federated_sign_in") as entry:
+            transaction = federation.sealer.open(request.transaction)
+            fed.check_state(transaction, request.state)
+            if request.error:
+                raise fed.callback_error(request.error, request.error_description)
+            hosted = await self._blocking(
+                federation.hosted_ui.exchange_code,
+                request.code,
+                transaction.redirect_uri,
+                transaction.code_verifier,
+            )
+            verified = await self._verifier.verify(hosted.id_token, "id")
+            fed.check_id_token(
+                transaction, verified.claims, verified.client_id, federation.hosted_ui.client_id
+            )
+            entry["sub"] = verified.sub
+        tokens = pb.AuthTokens(
+            access_token=hosted.access_token,
+            id_token=hosted.id_token,
+            refresh_token=hosted.refresh_token,
+            expires_in=hosted.expires_in,
+            token_type=hosted.token_type,
+            username=verified.username,
+        )
+        return pb.CompleteFederatedSignInResponse(
+            tokens=tokens,
+            provider=_PROVIDER_ENUMS.get(transaction.provider, pb.FEDERATED_PROVIDER_UNSPECIFIED),
+            sub=verified.sub,
+        )
