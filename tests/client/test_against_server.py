@@ -188,10 +188,6 @@ def test_rpcs_not_served_yet_answer_unimplemented(client: IdentityClient) -> Non
         lambda: client.respond_to_challenge(email=email, challenge=challenge, code="123456"),
         lambda: client.set_up_totp(access_token=tokens.access_token),
         lambda: client.confirm_totp(access_token=tokens.access_token, code="123456"),
-        lambda: client.start_federated_sign_in(redirect_uri="https://app.example/callback"),
-        lambda: client.complete_federated_sign_in(
-            code="code", code_verifier="v" * 43, redirect_uri="https://app.example/cb", nonce="n"
-        ),
     ]
     for call in calls:
         with pytest.raises(ic.Unimplemented) as caught:

@@ -197,8 +197,6 @@ def test_resend_confirmation_code_answers_with_a_masked_destination(stub: Stub) 
         "RespondToChallenge",
         "SetUpTotp",
         "ConfirmTotp",
-        "StartFederatedSignIn",
-        "CompleteFederatedSignIn",
     ],
 )
 def test_rpcs_of_later_issues_answer_unimplemented(

@@ -20,6 +20,8 @@ import boto3
 
 from identity_server.local import layer
 from identity_server.local.clock import Clock
+from identity_server.local.demo import DemoBff
+from identity_server.local.hosted_ui import LocalHostedUi
 from identity_server.local.outbox import RESET, SIGN_UP, Mail, Outbox
 from identity_server.local.pool import definition
 from identity_server.local.signing import SigningKey
@@ -38,7 +40,8 @@ __all__ = [
 
 REGION = "us-east-1"
 LIMITS = (
-    "no hosted UI or /oauth2 endpoints, no throttling, no advanced security",
+    "the hosted UI signs in with Google only, through a local page that plays Google",
+    "no throttling, no advanced security",
     "codes are mailed to the local outbox (printed here), never e-mailed",
     "triggers other than PreSignUp and PostConfirmation are not run",
     "tokens always live 1 hour, whatever the app client says",
@@ -49,9 +52,19 @@ class LocalCognito:
     """moto on 127.0.0.1 with the project's pool, client, groups, secret and fidelity layer."""
 
     def __init__(
-        self, port: int = 0, outbox: Outbox | None = None, clock: Clock | None = None
+        self,
+        port: int = 0,
+        outbox: Outbox | None = None,
+        clock: Clock | None = None,
+        *,
+        hosted_ui_port: int = 0,
+        demo_port: int = 0,
     ) -> None:
         self._port = port
+        self._hosted_ui_port = hosted_ui_port
+        self._demo_port = demo_port
+        self.hosted_ui: LocalHostedUi | None = None
+        self.demo: DemoBff | None = None
         self._server: Any = None
         self.endpoint = ""
         self.pool_id = ""
@@ -80,8 +93,21 @@ class LocalCognito:
         cognito = self.client("cognito-idp")
         self.pool_id = cognito.create_user_pool(**spec.pool)["UserPool"]["Id"]
         layer.register(self.pool_id, self.layer)
-        app = cognito.create_user_pool_client(UserPoolId=self.pool_id, **spec.client)
+        # The hosted UI and the demo BFF bind their ports first: the app
+        # client's callback and sign-out URLs name them.
+        self.hosted_ui = LocalHostedUi(self.layer, port=self._hosted_ui_port)
+        self.demo = DemoBff(port=self._demo_port)
+        for provider in spec.identity_providers:
+            cognito.create_identity_provider(UserPoolId=self.pool_id, **provider)
+        client_spec = {
+            **spec.client,
+            "CallbackURLs": [self.demo.callback_url, *EXAMPLE_CALLBACKS],
+            "LogoutURLs": [self.demo.signed_out_url, *EXAMPLE_SIGN_OUTS],
+        }
+        app = cognito.create_user_pool_client(UserPoolId=self.pool_id, **client_spec)
         self.client_id = app["UserPoolClient"]["ClientId"]
+        self.hosted_ui.start(self.pool_id)
+        self.demo.start()
         for group in spec.groups:
             cognito.create_group(UserPoolId=self.pool_id, **group)
         self.secret_name = spec.secret_name
@@ -95,7 +121,11 @@ class LocalCognito:
         add_to_group(self.client("cognito-idp"), self.pool_id, email, group)
 
     def stop(self) -> None:
-        """Stop moto."""
+        """Stop the hosted UI, the demo BFF and moto."""
+        for part in (self.demo, self.hosted_ui):
+            if part is not None:
+                part.stop()
+        self.demo = self.hosted_ui = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -125,8 +155,24 @@ class LocalCognito:
             "AWS_ENDPOINT_URL": self.endpoint,
             "IDENTITY_LISTEN": listen,
             "IDENTITY_WORKERS": "1",
+            **self.federation_environment(),
         }
 
+    def federation_environment(self) -> dict[str, str]:
+        """COGNITO_DOMAIN (the local hosted UI) and the client's callback and sign-out URLs."""
+        if self.hosted_ui is None or self.demo is None:
+            return {}
+        uris = [self.demo.callback_url, self.demo.signed_out_url]
+        return {
+            "COGNITO_DOMAIN": self.hosted_ui.url,
+            "IDENTITY_REDIRECT_URIS": ",".join([*uris, *EXAMPLE_CALLBACKS, *EXAMPLE_SIGN_OUTS]),
+        }
+
+
+# Callback and sign-out URLs the app client allows besides the demo BFF's
+# (tests use them: nothing is served there, the Location header is read).
+EXAMPLE_CALLBACKS = ("https://app.example/callback",)
+EXAMPLE_SIGN_OUTS = ("https://app.example/signed-out",)
 
 _patched = False
 

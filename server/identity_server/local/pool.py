@@ -16,12 +16,13 @@ from identity_server.local.triggers import Function
 
 @dataclass(frozen=True)
 class PoolDefinition:
-    """CreateUserPool and CreateUserPoolClient parameters, groups and trigger functions."""
+    """The CreateUserPool, -Client and -IdentityProvider parameters, groups and functions."""
 
     pool: dict[str, Any]
     client: dict[str, Any]
     secret_name: str
     groups: list[dict[str, Any]] = field(default_factory=list)
+    identity_providers: list[dict[str, Any]] = field(default_factory=list)
     functions: dict[str, Function] = field(default_factory=dict)
 
 
@@ -41,5 +42,6 @@ def definition() -> PoolDefinition:
         client=raw["client"],
         secret_name=raw["secret_name"],
         groups=list(raw.get("groups", [])),
+        identity_providers=list(raw.get("identity_providers", [])),
         functions=functions,
     )
