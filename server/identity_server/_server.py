@@ -119,6 +119,7 @@ class IdentityServer:
         self.health = health.aio.HealthServicer()
         await self._set_health(serving=False)
         verifier = AsyncVerifier(self.verifier, self.offload)
+        self.federation = self._federation()
         interceptor = AuthInterceptor(
             load_policies(pb.DESCRIPTOR.services_by_name["IdentityService"]),
             verifier.verify,
@@ -143,7 +144,7 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
-                federation=self._federation(),
+                federation=self.federation,
             ),
             self.server,
         )
