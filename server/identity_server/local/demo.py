@@ -129,13 +129,22 @@ class DemoBff:
 
     def callback(self) -> Response:
         args = request.args
+        transaction = request.cookies.get(TRANSACTION_COOKIE, "")
+        if not transaction:
+            # Nothing was started from this browser (or it took too long): a
+            # BFF never completes a sign-in it did not start.
+            return _page(
+                "No sign-in in progress",
+                "<p id='reason'>NO_TRANSACTION</p><p><a href='/start'>Start one</a></p>",
+                status=400,
+            )
         try:
             done = self._call(
                 "CompleteFederatedSignIn",
                 pb.CompleteFederatedSignInRequest(
                     code=args.get("code", ""),
                     state=args.get("state", ""),
-                    transaction=request.cookies.get(TRANSACTION_COOKIE, ""),
+                    transaction=transaction,
                     error=args.get("error", ""),
                     error_description=args.get("error_description", ""),
                 ),
