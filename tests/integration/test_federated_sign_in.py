@@ -462,3 +462,60 @@ def test_user_info_and_discovery(stub: Stub, identity_server: RunningServer) -> 
     assert discovery["issuer"] == identity_server.issuer
     assert discovery["code_challenge_methods_supported"] == ["S256"]
     assert discovery["token_endpoint"] == f"{hosted.url}/oauth2/token"
+
+
+@pytest.mark.slow
+def test_make_run_prints_where_to_try_google_sign_in() -> None:
+    import os
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COGNITO_", "IDENTITY_"))}
+    env = {
+        **clean,
+        "LOCAL_COGNITO_PORT": "0",
+        "LOCAL_HOSTED_UI_PORT": "0",
+        "LOCAL_DEMO_PORT": "0",
+        "IDENTITY_LISTEN": "127.0.0.1:0",
+        "IDENTITY_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "identity_server.local"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        printed = ""
+        deadline = time.monotonic() + 60
+        while "Stop with Ctrl-C" not in printed and time.monotonic() < deadline:
+            try:
+                printed += lines.get(timeout=1)
+            except queue.Empty:
+                assert process.poll() is None, printed
+        found = re.search(r"open\s+(http://localhost:\d+)/", printed)
+        assert found is not None, printed
+        assert "COGNITO_DOMAIN) is http://127.0.0.1:" in printed
+        home = http(found.group(1) + "/")
+        assert home.status == 200
+        assert "href='/start'" in home.body
+        # The start page calls the service and sends the browser to the hosted UI.
+        start = http(found.group(1) + "/start")
+        assert start.status == 302
+        assert "/oauth2/authorize?identity_provider=Google" in start.location
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
