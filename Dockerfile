@@ -18,6 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY client/ client/
 COPY server/ server/
+COPY triggers/ triggers/
 # constraints.txt pins every dependency to the versions CI tests with.
 RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt '.[server]'
 

@@ -77,7 +77,9 @@ browser:
 pytest: $(STAMP) $(NODE_DEPS) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.
+# Starts the service on an embedded local Cognito (moto and its fidelity layer),
+# on IDENTITY_LISTEN (default 127.0.0.1:50051), with the service's own IDENTITY_*
+# settings (workers, metrics, TLS) from the environment.
 run: $(STAMP)
 	$(BIN)/python -m identity_server.local
 

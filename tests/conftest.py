@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,11 +40,11 @@ class RunningServer:
 
     @property
     def issuer(self) -> str:
-        return self.cognito.issuer
+        return self.server.settings.issuer
 
     @property
     def client_id(self) -> str:
-        return self.cognito.client_id
+        return self.server.settings.client_id
 
 
 def wait_serving(target: str, timeout: float = 15.0) -> None:
@@ -60,6 +61,24 @@ def wait_serving(target: str, timeout: float = 15.0) -> None:
                 pass
             time.sleep(0.05)
     raise TimeoutError(f"{target} did not become SERVING")
+
+
+# `pytest -m aws`: the tests marked `aws` hold against a real user pool too. With
+# IDENTITY_TEST_AWS=1 and the pool's settings in the environment (COGNITO_USER_POOL_ID,
+# COGNITO_CLIENT_ID, COGNITO_CLIENT_SECRET_ID, AWS credentials), the server runs
+# against that pool and only they run; without it, `-m aws` skips them.
+AWS_POOL = os.environ.get("IDENTITY_TEST_AWS") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wants_aws = "aws" in (config.option.markexpr or "")
+    for item in items:
+        marked = item.get_closest_marker("aws") is not None
+        if AWS_POOL and not marked:
+            item.add_marker(pytest.mark.skip(reason="needs the local Cognito"))
+        elif wants_aws and not AWS_POOL and marked:
+            reason = "no real user pool: set IDENTITY_TEST_AWS=1 and its COGNITO_* settings"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +107,10 @@ def server_log() -> Iterator[io.StringIO]:
 def identity_server(
     local_cognito: LocalCognito, server_log: io.StringIO
 ) -> Iterator[RunningServer]:
-    settings = load_settings(local_cognito.environment("127.0.0.1:0"))
+    if AWS_POOL:
+        settings = load_settings({**os.environ, "IDENTITY_LISTEN": "127.0.0.1:0"})
+    else:
+        settings = load_settings(local_cognito.environment("127.0.0.1:0"))
     server = IdentityServer(settings)
     server.start()
     wait_serving(server.target)

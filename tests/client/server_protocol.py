@@ -13,8 +13,8 @@ PASSWORD = "Correct-Horse-Battery-9"
 
 
 class Outbox(Protocol):
-    def last_code(self, email: str) -> str:
-        """The last password-reset code "mailed" to `email`."""
+    def last_code(self, email: str, kind: str = "reset") -> str:
+        """The last code of that kind ("reset", "sign-up") "mailed" to `email`."""
         ...
 
 

@@ -24,7 +24,7 @@ from identity_client import (
     TokenVerifier,
 )
 from tests.client.client_fakes import FakeClock
-from tests.client.server_protocol import PASSWORD, RunningServer, new_email
+from tests.client.server_protocol import PASSWORD, Outbox, RunningServer, new_email
 
 CONFIG = ClientConfig(default_timeout=15.0)
 NEW_PASSWORD = "Another-Horse-Battery-7"
@@ -36,11 +36,20 @@ def client(identity_server: RunningServer) -> Iterator[IdentityClient]:
         yield c
 
 
+_outboxes: list[Outbox] = []
+
+
+@pytest.fixture(autouse=True)
+def _outbox(identity_server: RunningServer) -> None:
+    """Where `_account` reads the sign-up codes the local Cognito mails."""
+    _outboxes[:] = [identity_server.outbox]
+
+
 def _account(client: IdentityClient, email: str | None = None) -> tuple[str, AuthTokens]:
-    """A confirmed, signed-in account (the local Cognito checks no sign-up code)."""
+    """A confirmed, signed-in account (confirmed with the mailed code)."""
     email = email or new_email()
     client.sign_up(email=email, password=PASSWORD)
-    client.confirm(email=email, code="123456")
+    client.confirm(email=email, code=_outboxes[0].last_code(email, "sign-up"))
     tokens = client.sign_in(email=email, password=PASSWORD)
     assert isinstance(tokens, AuthTokens)
     return email, tokens
@@ -227,7 +236,8 @@ def test_the_async_client_serves_every_method(
     async def main() -> None:
         async with AsyncIdentityClient(identity_server.target, CONFIG) as client:
             assert (await client.sign_up(email=email, password=PASSWORD)).medium == "EMAIL"
-            await client.confirm(email=email, code="123456")
+            code = identity_server.outbox.last_code(email, "sign-up")
+            await client.confirm(email=email, code=code)
             tokens = await client.sign_in(email=email, password=PASSWORD)
             assert isinstance(tokens, AuthTokens)
             principal = await client.verify_token(token=tokens.access_token)

@@ -55,6 +55,7 @@ def test_sign_in_with_wrong_password_is_unauthenticated(stub: Stub, confirmed_us
     assert error.domain == "identity.v1"
 
 
+@pytest.mark.aws
 def test_sign_in_before_confirmation_is_failed_precondition(stub: Stub) -> None:
     email = new_email()
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
@@ -63,6 +64,7 @@ def test_sign_in_before_confirmation_is_failed_precondition(stub: Stub) -> None:
     assert error.reason == "USER_NOT_CONFIRMED"
 
 
+@pytest.mark.aws
 def test_sign_up_with_weak_password_names_the_password_field(stub: Stub) -> None:
     error = failure(
         call_error(stub.SignUp, pb.SignUpRequest(email=new_email(), password="alllowercase"))
@@ -183,6 +185,7 @@ def test_confirm_reset_with_a_wrong_code_is_invalid_argument(
     assert error.reason == "CODE_MISMATCH"
 
 
+@pytest.mark.aws
 def test_resend_confirmation_code_answers_with_a_masked_destination(stub: Stub) -> None:
     email = new_email()
     stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)

@@ -20,7 +20,7 @@ from identity_server._settings import load_settings
 from identity_server.api.interceptor import AuthInterceptor
 from identity_server.api.policy import Policy
 from tests.conftest import PASSWORD, RunningServer, User, new_email
-from tests.support.moto_tokens import access_claims, mint
+from tests.support.moto_tokens import access_claims
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
@@ -88,7 +88,7 @@ def test_an_access_token_checked_as_id_is_a_token_use_mismatch(
 
 def test_an_expired_token_is_token_expired(stub: Stub, identity_server: RunningServer) -> None:
     now = int(time.time())
-    token = mint(
+    token = identity_server.cognito.signing_key.sign(
         access_claims(
             identity_server.issuer, identity_server.client_id, iat=now - 7200, exp=now - 3600
         )
@@ -100,7 +100,9 @@ def test_an_expired_token_is_token_expired(stub: Stub, identity_server: RunningS
 def test_a_token_for_another_app_client_is_rejected(
     stub: Stub, identity_server: RunningServer
 ) -> None:
-    token = mint(access_claims(identity_server.issuer, "someotherclient"))
+    token = identity_server.cognito.signing_key.sign(
+        access_claims(identity_server.issuer, "someotherclient")
+    )
     assert (
         fails(stub.VerifyToken, pb.VerifyTokenRequest(token=token)).reason == "TOKEN_CLIENT_INVALID"
     )
@@ -132,7 +134,8 @@ def test_missing_group_is_permission_denied_and_a_held_group_passes(
 
     assert denied.code == grpc.StatusCode.PERMISSION_DENIED
     assert denied.reason == "GROUP_REQUIRED"
-    assert list(held.principal.groups) == [f"g-{confirmed_user.email[5:11]}"]
+    # PostConfirmation put every confirmed user in `users` too.
+    assert set(held.principal.groups) == {f"g-{confirmed_user.email[5:11]}", "users"}
 
 
 def test_required_scopes_any_of(stub: Stub, tokens: pb.AuthTokens) -> None:
@@ -153,6 +156,7 @@ def test_required_scopes_any_of(stub: Stub, tokens: pb.AuthTokens) -> None:
     ("token", "reason"),
     [("", "TOKEN_MISSING"), ("a" * 9000, "TOKEN_TOO_LARGE"), ("a b.c.d", "TOKEN_MALFORMED")],
 )
+@pytest.mark.aws
 def test_a_missing_oversized_or_garbled_token_fails_closed(
     stub: Stub, token: str, reason: str
 ) -> None:
@@ -184,6 +188,7 @@ def test_get_current_user_with_a_real_token(stub: Stub, confirmed_user: User) ->
         ((("authorization", "Bearer not.a.jwt"),), "TOKEN_MALFORMED"),
     ],
 )
+@pytest.mark.aws
 def test_a_protected_rpc_without_a_valid_token_is_refused(
     stub: Stub, metadata: tuple[tuple[str, str], ...], reason: str
 ) -> None:
@@ -201,7 +206,7 @@ def test_a_protected_rpc_refuses_an_expired_token(
     stub: Stub, identity_server: RunningServer
 ) -> None:
     now = int(time.time())
-    token = mint(
+    token = identity_server.cognito.signing_key.sign(
         access_claims(
             identity_server.issuer, identity_server.client_id, iat=now - 7200, exp=now - 3600
         )

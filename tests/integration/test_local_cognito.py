@@ -12,7 +12,7 @@ import concurrent.futures
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -30,7 +30,7 @@ from tests.support import moto_tokens
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
-PRE_SIGN_UP = "arn:aws:lambda:us-east-1:000000000000:function:identity-pre-sign-up"
+PRE_SIGN_UP = "PreSignUp"
 NEW_PASSWORD = "Battery-Staple-7"
 
 
@@ -38,6 +38,14 @@ def fails(fn: Any, request: Any) -> Failure:
     with pytest.raises(grpc.RpcError) as caught:
         fn(request, timeout=10)
     return failure(caught.value)
+
+
+def answer(fn: Any, request: Any) -> Failure | bytes:
+    """Everything a caller sees: the failure, or the response bytes."""
+    try:
+        return bytes(fn(request, timeout=10).SerializeToString(deterministic=True))
+    except grpc.RpcError as error:
+        return failure(error)
 
 
 def other_code(code: str) -> str:
@@ -48,11 +56,11 @@ def other_code(code: str) -> str:
 def cognito(identity_server: RunningServer) -> Iterator[LocalCognito]:
     """The local stack, its clock thawed and its trigger settings restored afterwards."""
     stack = identity_server.cognito
-    saved = {arn: dict(f.environment) for arn, f in stack.triggers.functions.items()}
+    saved = {name: dict(f.environment) for name, f in stack.triggers.functions.items()}
     yield stack
     stack.clock.thaw()
-    for arn, environment in saved.items():
-        stack.triggers.functions[arn].environment = environment
+    for name, environment in saved.items():
+        stack.triggers.functions[name].environment = environment
 
 
 # --- 1. its own signing key ------------------------------------------------
@@ -73,6 +81,7 @@ def test_tokens_are_signed_with_a_fresh_key_of_the_run(
     ).principal.sub
 
 
+@pytest.mark.aws
 def test_a_token_signed_with_motos_bundled_key_is_refused(
     stub: Stub, identity_server: RunningServer
 ) -> None:
@@ -130,6 +139,16 @@ def test_resend_supersedes_the_old_code(stub: Stub, identity_server: RunningServ
     stub.Confirm(pb.ConfirmRequest(email=email, code=new), timeout=10)
 
 
+@pytest.mark.aws
+def test_a_wrong_code_answers_alike_for_pending_and_unknown_accounts(stub: Stub) -> None:
+    pending = new_email()
+    stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
+    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code="000000"))
+    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code="000000"))
+    assert known == unknown
+    assert known.reason == "CODE_MISMATCH"
+
+
 def test_reset_code_is_six_digits_single_use_and_expires_in_an_hour(
     stub: Stub, identity_server: RunningServer, cognito: LocalCognito, confirmed_user: User
 ) -> None:
@@ -156,38 +175,63 @@ def test_reset_code_is_six_digits_single_use_and_expires_in_an_hour(
 
 
 def test_reset_applies_the_password_policy_and_keeps_the_code(
-    stub: Stub, identity_server: RunningServer, confirmed_user: User
+    stub: Stub, identity_server: RunningServer, cognito: LocalCognito, confirmed_user: User
 ) -> None:
     email = confirmed_user.email
     stub.ForgotPassword(pb.ForgotPasswordRequest(email=email), timeout=10)
     code = identity_server.outbox.last_code(email, RESET)
-    # Long enough for the service's own check, too weak for the pool (no upper case).
-    weak = fails(
-        stub.ConfirmReset,
-        pb.ConfirmResetRequest(email=email, code=code, new_password="all-lower-case-9"),
-    )
-    assert weak.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert weak.reason != "CODE_MISMATCH"
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.InvalidPasswordException):
+        client.confirm_forgot_password(  # straight to the local Cognito: no service pre-check
+            ClientId=cognito.client_id,
+            Username=email,
+            ConfirmationCode=code,
+            Password="all-lower-case-9",  # no upper case: the pool's policy refuses it
+            SecretHash=_secret_hash(cognito, email),
+        )
     stub.ConfirmReset(
         pb.ConfirmResetRequest(email=email, code=code, new_password=NEW_PASSWORD), timeout=10
     )
+    assert sign_in(stub, email, NEW_PASSWORD) == grpc.StatusCode.OK
+
+
+def test_no_reset_code_for_an_unverified_address(stub: Stub, cognito: LocalCognito) -> None:
+    pending = new_email()
+    stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.InvalidParameterException):
+        client.forgot_password(
+            ClientId=cognito.client_id, Username=pending, SecretHash=_secret_hash(cognito, pending)
+        )
+    # The service answers as for any address, and nothing is mailed.
+    stub.ForgotPassword(pb.ForgotPasswordRequest(email=pending), timeout=10)
+    assert cognito.outbox.count(pending, RESET) == 0
 
 
 def test_attempt_limit_on_codes_answers_alike_for_known_and_unknown(
-    stub: Stub, identity_server: RunningServer
+    stub: Stub, identity_server: RunningServer, cognito: LocalCognito
 ) -> None:
     known, unknown = new_email(), new_email()
     stub.SignUp(pb.SignUpRequest(email=known, password=PASSWORD), timeout=10)
     right = identity_server.outbox.last_code(known, SIGN_UP)
     wrong = other_code(right)
-    answers: dict[str, list[Failure]] = {known: [], unknown: []}
+    client = cognito.client("cognito-idp")
+    errors: dict[str, list[str]] = {known: [], unknown: []}
     for email in (known, unknown):
         for _ in range(6):
-            answers[email].append(fails(stub.Confirm, pb.ConfirmRequest(email=email, code=wrong)))
-    assert [a.reason for a in answers[known]] == ["CODE_MISMATCH"] * 5 + ["ATTEMPT_LIMIT_EXCEEDED"]
-    assert answers[known] == answers[unknown]
+            with pytest.raises(client.exceptions.ClientError) as raised:
+                client.confirm_sign_up(
+                    ClientId=cognito.client_id,
+                    Username=email,
+                    ConfirmationCode=wrong,
+                    SecretHash=_secret_hash(cognito, email),
+                )
+            errors[email].append(raised.value.response["Error"]["Code"])
+    assert errors[known] == ["CodeMismatchException"] * 5 + ["LimitExceededException"]
+    assert errors[unknown] == errors[known]
+    # Through the service: the right code is refused now, alike for an unknown address.
     limited = fails(stub.Confirm, pb.ConfirmRequest(email=known, code=right))
-    assert limited.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert limited == fails(stub.Confirm, pb.ConfirmRequest(email=unknown, code=right))
     # A new code starts again.
     stub.ResendConfirmationCode(pb.ResendConfirmationCodeRequest(email=known), timeout=10)
     fresh = identity_server.outbox.last_code(known, SIGN_UP)
@@ -271,6 +315,49 @@ def test_mixed_case_email_is_one_account(stub: Stub, identity_server: RunningSer
     assert sign_in(stub, email.lower(), "Other-Horse-99") == grpc.StatusCode.UNAUTHENTICATED
 
 
+@pytest.mark.parametrize(
+    ("setting", "sign_in_error", "confirm_error"),
+    [
+        ("ENABLED", "NotAuthorizedException", "CodeMismatchException"),
+        ("LEGACY", "UserNotFoundException", "UserNotFoundException"),
+    ],
+)
+def test_prevent_user_existence_errors_per_operation(
+    cognito: LocalCognito, setting: str, sign_in_error: str, confirm_error: str
+) -> None:
+    client = cognito.client("cognito-idp")
+    app = client.create_user_pool_client(
+        UserPoolId=cognito.pool_id,
+        ClientName=f"pee-{setting}",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        PreventUserExistenceErrors=setting,
+    )["UserPoolClient"]["ClientId"]
+    unknown = new_email()
+    calls: list[tuple[str, Callable[[], Any]]] = [
+        (
+            sign_in_error,
+            lambda: client.initiate_auth(
+                ClientId=app,
+                AuthFlow="USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": unknown, "PASSWORD": PASSWORD},
+            ),
+        ),
+        (
+            confirm_error,
+            lambda: client.confirm_forgot_password(
+                ClientId=app, Username=unknown, ConfirmationCode="123456", Password=NEW_PASSWORD
+            ),
+        ),
+    ]
+    for expected, call in calls:
+        with pytest.raises(client.exceptions.ClientError) as raised:
+            call()
+        assert raised.value.response["Error"]["Code"] == expected
+    with pytest.raises(client.exceptions.ClientError) as raised:
+        client.confirm_sign_up(ClientId=app, Username=unknown, ConfirmationCode="123456")
+    assert raised.value.response["Error"]["Code"] == confirm_error
+
+
 def test_explicit_auth_flows_are_enforced(cognito: LocalCognito, confirmed_user: User) -> None:
     client = cognito.client("cognito-idp")
     with pytest.raises(client.exceptions.InvalidParameterException):
@@ -315,9 +402,8 @@ def test_totp_secrets_are_per_user_and_codes_are_not_replayed(
     verified = client.verify_software_token(AccessToken=access[email], UserCode=code)
     assert verified["Status"] == "SUCCESS"
     client.set_user_mfa_preference(
-        AccessToken=access[email],
-        SoftwareTokenMfaSettings={"Enabled": True, "PreferredMfa": True},
-    )
+        AccessToken=access[email], SoftwareTokenMfaSettings={"Enabled": True}
+    )  # enabled, not marked preferred: Cognito still asks for it
 
     def challenge() -> str:
         answer = client.initiate_auth(
@@ -399,9 +485,8 @@ def test_triggers_get_cognitos_events_and_the_default_group_lands_in_tokens(
     stub: Stub, cognito: LocalCognito, identity_server: RunningServer
 ) -> None:
     email = new_email()
-    start = len(cognito.triggers.invocations)
     sign_up_confirmed(stub, identity_server.outbox, email)
-    pre, post = cognito.triggers.invocations[start:]
+    pre, post = list(cognito.triggers.invocations)[-2:]
 
     assert shape(pre) == DOCUMENTED_PRE_SIGN_UP
     assert shape(post) == DOCUMENTED_POST_CONFIRMATION
@@ -428,22 +513,41 @@ def test_a_refusing_trigger_answers_alike_for_known_and_unknown(
     stub: Stub, cognito: LocalCognito, confirmed_user: User
 ) -> None:
     cognito.triggers.configure(PRE_SIGN_UP, ALLOWED_EMAIL_DOMAINS="corp.example")
-    known = fails(stub.SignUp, pb.SignUpRequest(email=confirmed_user.email, password=PASSWORD))
-    unknown = fails(stub.SignUp, pb.SignUpRequest(email=new_email(), password=PASSWORD))
+    stranger = new_email()
+    known = answer(stub.SignUp, pb.SignUpRequest(email=confirmed_user.email, password=PASSWORD))
+    unknown = answer(stub.SignUp, pb.SignUpRequest(email=stranger, password=PASSWORD))
     assert known == unknown
-    assert known.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert cognito.outbox.count(stranger, SIGN_UP) == 0  # no account was made
     client = cognito.client("cognito-idp")
     with pytest.raises(client.exceptions.UserLambdaValidationException) as raised:
         client.sign_up(
             ClientId=cognito.client_id,
-            Username=new_email(),
+            Username=stranger,
             Password=PASSWORD,
-            SecretHash=_secret_hash(cognito, "x"),
+            SecretHash=_secret_hash(cognito, stranger),
         )
     assert raised.value.response["Error"]["Message"].startswith("PreSignUp failed with error ")
     allowed = f"c-{uuid.uuid4().hex[:10]}@corp.example"
     stub.SignUp(pb.SignUpRequest(email=allowed, password=PASSWORD), timeout=10)
     assert cognito.outbox.count(allowed, SIGN_UP) == 1
+
+
+def test_a_failing_post_confirmation_still_confirms_as_cognito_does(
+    stub: Stub, cognito: LocalCognito, identity_server: RunningServer
+) -> None:
+    cognito.triggers.configure("PostConfirmation", DEFAULT_GROUP="no-such-group")
+    email = new_email()
+    stub.SignUp(pb.SignUpRequest(email=email, password=PASSWORD), timeout=10)
+    client = cognito.client("cognito-idp")
+    with pytest.raises(client.exceptions.UserLambdaValidationException) as raised:
+        client.confirm_sign_up(
+            ClientId=cognito.client_id,
+            Username=email,
+            ConfirmationCode=identity_server.outbox.last_code(email, SIGN_UP),
+            SecretHash=_secret_hash(cognito, email),
+        )
+    assert raised.value.response["Error"]["Message"].startswith("PostConfirmation failed with")
+    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.OK
 
 
 # --- 6. groups ------------------------------------------------------------------

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Cross-language check of the identity service from Node (@grpc/grpc-js).
 //
-//   node tests/node/client.js <target> <email> <password>
+//   node tests/node/client.js <target> <email> <password> <sign-up code>
 //
-// Signs up, confirms (the local Cognito accepts any six digits), signs in and
+// Signs up, confirms with the code the local Cognito mailed, signs in and
 // verifies the access token, over plaintext (loopback only). Prints one JSON
 // object on stdout. Tokens are never printed: only whether they came back and
 // what VerifyToken says about the access token. On a failed call it prints
@@ -69,14 +69,14 @@ function call(client, method, request) {
 }
 
 async function main(argv) {
-  if (argv.length !== 3) {
-    throw new Error("usage: node client.js <target> <email> <password>");
+  if (argv.length !== 4) {
+    throw new Error("usage: node client.js <target> <email> <password> <sign-up code>");
   }
-  const [target, email, password] = argv;
+  const [target, email, password, code] = argv;
   const client = service(target);
   try {
     const signUp = await call(client, "SignUp", { email, password });
-    await call(client, "Confirm", { email, code: "123456" });
+    await call(client, "Confirm", { email, code });
     const signIn = await call(client, "SignIn", { email, password });
     if (signIn.result !== "tokens") {
       throw new Error(`expected tokens, got ${signIn.result}`);

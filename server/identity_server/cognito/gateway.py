@@ -202,8 +202,6 @@ _DEFAULT_ERRORS: ErrorTable = {
     # A Lambda trigger refused (PreSignUp's domain allow-list runs before the
     # existence check, so the answer is alike for known and unknown accounts).
     "UserLambdaValidationException": _violation("request", "was refused by the user pool's rules"),
-    # VerifySoftwareToken with a wrong code.
-    "EnableSoftwareTokenMFAException": CodeMismatch,
 }
 
 _SIGN_UP: ErrorTable = {"UsernameExistsException": None}

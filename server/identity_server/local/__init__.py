@@ -44,7 +44,8 @@ LIMITS = (
     "no throttling, no advanced security",
     "codes are mailed to the local outbox (printed here), never e-mailed",
     "triggers other than PreSignUp and PostConfirmation are not run",
-    "tokens always live 1 hour, whatever the app client says",
+    "token lifetimes are fixed (access and id 1 hour, refresh never expires), "
+    "whatever the app client says",
 )
 
 

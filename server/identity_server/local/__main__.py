@@ -27,7 +27,6 @@ from identity_server._logging import mask_email
 from identity_server._run import serve, serve_workers
 from identity_server._settings import ConfigError, load_settings
 from identity_server.local import LIMITS, REGION, LocalCognito, Mail, Outbox, add_to_group
-from identity_server.local.pool import definition
 from identity_server.local.totp import current_code
 
 DEFAULT_PORT = 9229
@@ -130,14 +129,19 @@ def _add_to_group(arguments: argparse.Namespace) -> int:
         os.environ.setdefault(key, value)
     make = boto3.client
     cognito = make("cognito-idp", region_name=REGION, endpoint_url=arguments.endpoint)
-    name = definition().pool["PoolName"]
     try:
-        pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
-        pool_id = next(p["Id"] for p in pools if p["Name"] == name)
+        pool_id = arguments.pool_id
+        if not pool_id:
+            pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
+            if len(pools) != 1:
+                print(
+                    f"{len(pools)} user pools at {arguments.endpoint}: "
+                    "is `make run` running? (--pool-id picks one)",
+                    file=sys.stderr,
+                )
+                return 1
+            pool_id = pools[0]["Id"]
         add_to_group(cognito, pool_id, arguments.email, arguments.group)
-    except StopIteration:
-        print(f"no pool {name} at {arguments.endpoint}: is `make run` running?", file=sys.stderr)
-        return 1
     except Exception as exc:  # noqa: BLE001 - one line for whatever the local stack says
         print(f"add-to-group: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -155,6 +159,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     group.add_argument("group")
     port = environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT))
     group.add_argument("--endpoint", default=f"http://127.0.0.1:{port}")
+    group.add_argument("--pool-id", default="", help="the pool, when the endpoint has several")
     totp = commands.add_parser("totp", help="the current TOTP code for a secret (local only)")
     totp.add_argument("secret")
     arguments = parser.parse_args(argv)
@@ -163,8 +168,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if arguments.command == "totp":
         try:
             print(current_code(arguments.secret.replace(" ", "").upper()))
-        except (ValueError, TypeError):
-            print("totp: not a base32 secret", file=sys.stderr)
+        except (ValueError, TypeError) as exc:  # not base32, or too short (under 112 bits)
+            print(f"totp: not a usable base32 secret: {exc}", file=sys.stderr)
             return 2
         return 0
     return run(environ)

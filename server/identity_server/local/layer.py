@@ -81,6 +81,13 @@ ASSUMPTIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
         "user_code",
         "friendly_device_name",
     ),
+    ("models", "CognitoIdpBackend", "admin_set_user_mfa_preference"): (
+        "self",
+        "user_pool_id",
+        "username",
+        "software_token_mfa_settings",
+        "sms_mfa_settings",
+    ),
     ("models", "CognitoIdpBackend", "_validate_password"): ("self", "user_pool_id", "password"),
     ("models", "CognitoIdpBackend", "admin_get_user"): ("self", "user_pool_id", "username"),
     ("responses", "CognitoIdpResponse", "confirm_sign_up"): ("self",),
@@ -94,6 +101,15 @@ ASSUMPTIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
         "attributes",
     ),
 }
+# Module-level names of moto.cognitoidp the layer uses.
+MODULE_ATTRIBUTES = (
+    ("models", "UserStatus"),
+    ("models", "UserNotFoundError"),
+    ("models", "cognitoidp_backends"),
+    ("models", "get_cognito_idp_user_pool_enable_totp"),
+    ("utils", "check_secret_hash"),
+    ("urls", "url_paths"),
+)
 JWKS_ROUTE = "{0}/(?P<user_pool_id>[^/]+)/.well-known/jwks.json$"
 
 _WRONG_CODE = "Invalid verification code provided, please try again."
@@ -176,9 +192,12 @@ def check_moto() -> None:
     urls = _moto("urls")
     if JWKS_ROUTE not in urls.url_paths:
         raise MotoChanged("moto no longer serves the key set at {pool}/.well-known/jwks.json")
-    for name in ("CodeMismatchException", "ExpiredCodeException", "NotAuthorizedError"):
-        if not hasattr(_moto("models"), name) and not hasattr(_moto("exceptions"), name):
-            raise MotoChanged(f"moto.cognitoidp has no {name}")
+    for module, name in MODULE_ATTRIBUTES:
+        if not hasattr(_moto(module), name):
+            raise MotoChanged(f"moto.cognitoidp.{module} has no {name}")
+    statuses = {status.name for status in _moto("models").UserStatus}
+    if not {"CONFIRMED", "UNCONFIRMED"} <= statuses:
+        raise MotoChanged("moto's UserStatus lost CONFIRMED or UNCONFIRMED")
 
 
 def _moto(module: str) -> Any:
@@ -386,9 +405,16 @@ def install() -> None:
     original_forgot = models.CognitoIdpBackend.forgot_password
 
     def forgot_password(self: Any, client_id: str, username: str) -> tuple[None, Any]:
-        _code, response = original_forgot(self, client_id, username)
         pool, _client = _pool_of(self, client_id)
         user = pool._get_user(username)
+        if user is not None and user.attribute_lookup.get("email_verified") != "true":
+            # Cognito mails reset codes to a verified address only.
+            raise _error(
+                "InvalidParameterException",
+                "Cannot reset password for the user as there is no registered/verified email "
+                "or phone_number",
+            )
+        _code, response = original_forgot(self, client_id, username)
         if user is not None:
             user.confirmation_code = None
             layer_for(pool).send(RESET, user)
@@ -518,6 +544,23 @@ def install() -> None:
                 raise _error("CodeMismatchException", "Invalid code received for user")
         return original_respond(self, session, client_id, challenge_name, challenge_responses)
 
+    original_preference = models.CognitoIdpBackend.admin_set_user_mfa_preference
+
+    def admin_set_user_mfa_preference(
+        self: Any,
+        user_pool_id: str,
+        username: str,
+        software_token_mfa_settings: dict[str, bool],
+        sms_mfa_settings: dict[str, bool],
+    ) -> None:
+        # Cognito asks for every enabled MFA at sign-in; moto only for the preferred one.
+        original_preference(
+            self, user_pool_id, username, software_token_mfa_settings, sms_mfa_settings
+        )
+        user = self.admin_get_user(user_pool_id, username)
+        if user.software_token_mfa_enabled and not user.preferred_mfa_setting:
+            user.preferred_mfa_setting = "SOFTWARE_TOKEN_MFA"
+
     patch(models.CognitoIdpUserPool, "create_jwt", create_jwt)
     patch(models.CognitoIdpUserPool, "_get_user", get_user)
     patch(models.CognitoIdpBackend, "sign_up", sign_up)
@@ -529,6 +572,7 @@ def install() -> None:
     patch(models.CognitoIdpBackend, "associate_software_token", associate_software_token)
     patch(models.CognitoIdpBackend, "verify_software_token", verify_software_token)
     patch(models.CognitoIdpBackend, "respond_to_auth_challenge", respond_to_auth_challenge)
+    patch(models.CognitoIdpBackend, "admin_set_user_mfa_preference", admin_set_user_mfa_preference)
     # The layer checks TOTP codes itself; moto's own check (a fixed secret) stays off.
     models.get_cognito_idp_user_pool_enable_totp = lambda: False
     _installed = True

@@ -16,7 +16,7 @@ from identity_server.local.triggers import Function
 
 @dataclass(frozen=True)
 class PoolDefinition:
-    """The CreateUserPool, -Client and -IdentityProvider parameters, groups and functions."""
+    """CreateUserPool, -Client and -IdentityProvider parameters, groups, each trigger's function."""
 
     pool: dict[str, Any]
     client: dict[str, Any]
@@ -29,13 +29,14 @@ class PoolDefinition:
 def definition() -> PoolDefinition:
     """The project's pool, client, groups and Lambda functions."""
     raw = json.loads(resources.files(__package__).joinpath("user_pool.json").read_text())
+    arns = raw["pool"].get("LambdaConfig") or {}
     functions = {
-        arn: Function(
-            name=arn.rpartition(":")[2],
+        trigger: Function(
+            name=str(arns.get(trigger, trigger)).rpartition(":")[2],
             handler=spec["handler"],
             environment=dict(spec.get("environment", {})),
         )
-        for arn, spec in raw.get("functions", {}).items()
+        for trigger, spec in raw.get("triggers", {}).items()
     }
     return PoolDefinition(
         pool=raw["pool"],

@@ -1,8 +1,8 @@
 """Running the pool's Lambda triggers where Cognito would, with Cognito's events.
 
-The pool's `LambdaConfig` names functions by ARN; `functions` in the pool
-definition says which handler each one is (`identity_triggers.pre_sign_up.
-handler`) and its environment. A handler runs in-process with that
+A trigger runs when the pool's `LambdaConfig` names a function for it; the
+pool definition says which handler that trigger's function runs
+(`identity_triggers.pre_sign_up.handler`) and its environment. A handler runs in-process with that
 environment applied (one invocation at a time, as a Lambda sandbox runs one),
 and with `AWS_ENDPOINT_URL` pointing its boto3 calls at the local Cognito.
 When a handler raises, the operation fails as Cognito's does:
@@ -15,6 +15,7 @@ import copy
 import importlib
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,24 +79,24 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 class Triggers:
-    """The functions a pool's LambdaConfig may name, by ARN."""
+    """The pool's trigger functions, by trigger name (`PreSignUp`, `PostConfirmation`)."""
 
     def __init__(self, functions: Mapping[str, Function], endpoint: str = "") -> None:
         self.functions = dict(functions)
         self.endpoint = endpoint
-        self.invocations: list[dict[str, Any]] = []
+        # The latest events, as the handlers received them (for tests).
+        self.invocations: deque[dict[str, Any]] = deque(maxlen=64)
 
-    def configure(self, arn: str, **environment: str) -> None:
-        """Change a function's environment (tests; `make run` reads the definition)."""
-        self.functions[arn].environment.update(environment)
+    def configure(self, trigger: str, **environment: str) -> None:
+        """Change a trigger function's environment (tests; `make run` reads the definition)."""
+        self.functions[trigger].environment.update(environment)
 
     def invoke(self, lambda_config: Mapping[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         """Run the trigger `event` is for, if the pool has one; the event it returns."""
         trigger = str(event["triggerSource"]).partition("_")[0]
-        arn = lambda_config.get(trigger)
-        if not arn:
+        if not lambda_config.get(trigger):
             return event
-        function = self.functions.get(str(arn))
+        function = self.functions.get(trigger)
         if function is None:
             raise TriggerFailed(trigger, "function not found")
         environment = {"AWS_REGION": str(event["region"]), **function.environment}
