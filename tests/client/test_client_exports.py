@@ -25,6 +25,7 @@ EXPORTS = {
     "CodeMismatch",
     "DeadlineExceeded",
     "FederatedSignInStart",
+    "FederatedSignIn",
     "FieldViolation",
     "IdentityClient",
     "IdentityError",
