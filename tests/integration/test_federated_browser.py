@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -158,3 +159,10 @@ def test_the_local_bff_signs_in_and_out_with_google_in_chromium(
     WebDriverWait(browser, 15).until(lambda driver: driver.title != "Signed in")
     assert browser.title == "Signed out"
     assert urllib.parse.urlsplit(browser.current_url).path == "/signed-out"
+
+
+def test_a_missing_browser_is_named_in_the_skip_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    assert _missing() == (
+        "/nonexistent/chromium not found: install Debian's chromium (make browser)"
+    )

@@ -519,3 +519,34 @@ def test_make_run_prints_where_to_try_google_sign_in() -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_no_code_state_nonce_transaction_token_or_email_is_logged(
+    stub: Stub, identity_server: RunningServer
+) -> None:
+    email = new_email()
+    started = _start(stub)
+    callback = google(started.authorize_url, email)
+    done = _complete(stub, callback, started.transaction)
+    # A refused replay and a refused forged state are logged too (as failures).
+    with pytest.raises(grpc.RpcError):
+        _complete(stub, callback, started.transaction)
+    with pytest.raises(grpc.RpcError):
+        _complete(stub, {**callback.query(), "state": "forged-state-7788"}, started.transaction)
+    authorize = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started.authorize_url).query))
+    log = identity_server.log.getvalue()
+    assert "federated_sign_in" in log  # the audit line is there, without the values
+    secrets = {
+        "code": callback.query()["code"],
+        "state": authorize["state"],
+        "nonce": authorize["nonce"],
+        "challenge": authorize["code_challenge"],
+        "transaction": started.transaction,
+        "access token": done.tokens.access_token,
+        "id token": done.tokens.id_token,
+        "refresh token": done.tokens.refresh_token,
+        "e-mail": email,
+        "forged state": "forged-state-7788",
+    }
+    for name, value in secrets.items():
+        assert value not in log, f"the {name} was logged"
