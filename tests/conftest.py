@@ -21,6 +21,7 @@ from identity_server._logging import JsonFormatter
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
 from identity_server.local import SIGN_UP, LocalCognito, Outbox
+from tests.support import mail
 
 PASSWORD = "Correct-Horse-9"
 
@@ -112,6 +113,7 @@ def identity_server(
     else:
         settings = load_settings(local_cognito.environment("127.0.0.1:0"))
     server = IdentityServer(settings)
+    mail.outboxes.append(local_cognito.outbox)
     server.start()
     wait_serving(server.target)
     yield RunningServer(

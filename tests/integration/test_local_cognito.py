@@ -25,8 +25,16 @@ from identity_server.cognito.gateway import secret_hash
 from identity_server.local import RESET, SIGN_UP, LocalCognito
 from identity_server.local import lockout as lockout_rules
 from identity_server.local.totp import current_code
-from tests.conftest import PASSWORD, RunningServer, User, new_email, sign_up_confirmed
+from tests.conftest import (
+    AWS_POOL,
+    PASSWORD,
+    RunningServer,
+    User,
+    new_email,
+    sign_up_confirmed,
+)
 from tests.support import moto_tokens
+from tests.support.mail import mailed_code
 from tests.support.rpc import Failure, failure
 
 Stub = pb_grpc.IdentityServiceStub
@@ -143,8 +151,9 @@ def test_resend_supersedes_the_old_code(stub: Stub, identity_server: RunningServ
 def test_a_wrong_code_answers_alike_for_pending_and_unknown_accounts(stub: Stub) -> None:
     pending = new_email()
     stub.SignUp(pb.SignUpRequest(email=pending, password=PASSWORD), timeout=10)
-    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code="000000"))
-    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code="000000"))
+    wrong = other_code(mailed_code(pending)) if not AWS_POOL else "000000"
+    known = fails(stub.Confirm, pb.ConfirmRequest(email=pending, code=wrong))
+    unknown = fails(stub.Confirm, pb.ConfirmRequest(email=new_email(), code=wrong))
     assert known == unknown
     assert known.reason == "CODE_MISMATCH"
 
@@ -372,8 +381,10 @@ def test_explicit_auth_flows_are_enforced(cognito: LocalCognito, confirmed_user:
 
 
 def _secret_hash(cognito: LocalCognito, username: str) -> str:
-    secret = cognito.client("secretsmanager").get_secret_value(SecretId=cognito.secret_name)
-    return secret_hash(secret["SecretString"], username, cognito.client_id)
+    app = cognito.client("cognito-idp").describe_user_pool_client(
+        UserPoolId=cognito.pool_id, ClientId=cognito.client_id
+    )
+    return secret_hash(app["UserPoolClient"]["ClientSecret"], username, cognito.client_id)
 
 
 def test_totp_secrets_are_per_user_and_codes_are_not_replayed(
