@@ -7,7 +7,9 @@ Secrets Manager, and puts a fidelity layer (`layer`) over moto so that it
 answers like Cognito where this service's security lives: its own signing key
 (`signing`), mailed six-digit codes (`codes`, `outbox`), the sign-in lockout
 (`lockout`), case-insensitive e-mails (`users`), per-user TOTP (`totp`) and
-the Lambda triggers (`triggers`). `LIMITS` says what still differs.
+the Lambda triggers (`triggers`). Beside moto it serves the pool domain's
+hosted UI with Google sign-in (`hosted_ui`) and a demo backend-for-frontend to
+try it in a browser (`demo`). `LIMITS` says what still differs.
 """
 
 from __future__ import annotations
