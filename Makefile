@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 PROTO_INCLUDE = $(shell $(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 PYTEST_ARGS ?=
 
-.PHONY: install proto check-proto lint fmt test pytest run bench clean
+.PHONY: install proto check-proto lint fmt test pytest run bench clean browser
 
 install: $(STAMP)
 
@@ -64,7 +64,19 @@ $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; \
 	else echo "npm not found: tests/client/test_node_client.py will skip"; fi
 
-pytest: $(STAMP) $(NODE_DEPS)
+# Debian's Chromium and chromedriver for the browser test
+# (tests/integration/test_federated_browser.py); where they cannot be
+# installed the reason is printed here and the test skips with it.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "apt-get not found: Chromium not installed; the browser test will skip"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "not root: Chromium not installed (apt-get install chromium chromium-driver); the browser test will skip"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "apt-get could not install chromium chromium-driver; the browser test will skip"; fi
+
+pytest: $(STAMP) $(NODE_DEPS) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Starts the service on an embedded local Cognito (moto and its fidelity layer),

@@ -38,6 +38,7 @@ from identity_client._models import (
     AuthTokens,
     AwsCredentials,
     CodeDelivery,
+    FederatedSignIn,
     FederatedSignInStart,
     Principal,
     TotpSetup,
@@ -67,6 +68,7 @@ __all__ = [
     "TotpSetup",
     "FederatedSignInStart",
     "AwsCredentials",
+    "FederatedSignIn",
     # errors
     "IdentityError",
     "FieldViolation",

@@ -24,6 +24,7 @@ from identity_client._models import (
     AuthTokens,
     AwsCredentials,
     CodeDelivery,
+    FederatedSignIn,
     FederatedSignInStart,
     Principal,
     TokenUse,
@@ -228,11 +229,21 @@ class AsyncIdentityClient:
         return models.user(await self._call(rpcs.GET_CURRENT_USER, request, timeout, access_token))
 
     async def sign_out(
-        self, *, access_token: str, refresh_token: str = "", timeout: float | None = None
-    ) -> None:
-        """Sign the user out everywhere, or revoke only `refresh_token` when given."""
-        request = pb.SignOutRequest(refresh_token=refresh_token)
-        await self._call(rpcs.SIGN_OUT, request, timeout, access_token)
+        self,
+        *,
+        access_token: str,
+        refresh_token: str = "",
+        logout_uri: str = "",
+        timeout: float | None = None,
+    ) -> str:
+        """Sign the user out everywhere, or revoke only `refresh_token` when given.
+
+        For a hosted-UI (federated) session pass `logout_uri`: the refresh token
+        is revoked through /oauth2/revoke, and the answer is the hosted UI's
+        /logout URL to send the browser to (otherwise the answer is "").
+        """
+        request = pb.SignOutRequest(refresh_token=refresh_token, logout_uri=logout_uri)
+        return (await self._call(rpcs.SIGN_OUT, request, timeout, access_token)).logout_url
 
     async def set_up_totp(self, *, access_token: str, timeout: float | None = None) -> TotpSetup:
         """Start TOTP set-up: the shared secret and an otpauth:// URI."""
@@ -291,11 +302,14 @@ class AsyncIdentityClient:
     # Federated sign-in ------------------------------------------------------
 
     async def start_federated_sign_in(
-        self, *, redirect_uri: str, timeout: float | None = None
+        self, *, redirect_uri: str, provider: str = "GOOGLE", timeout: float | None = None
     ) -> FederatedSignInStart:
-        """The hosted-UI URL for a Google sign-in, and the PKCE verifier, state and nonce
-        to keep until the user comes back."""
-        request = pb.StartFederatedSignInRequest(redirect_uri=redirect_uri)
+        """The hosted-UI URL for a Google sign-in, and the sealed transaction to keep
+        (in an httpOnly cookie) until the user comes back to `redirect_uri`."""
+        request = pb.StartFederatedSignInRequest(
+            redirect_uri=redirect_uri,
+            provider=pb.FederatedProvider.Value(f"FEDERATED_PROVIDER_{provider}"),
+        )
         return models.federated_start(
             await self._call(rpcs.START_FEDERATED_SIGN_IN, request, timeout)
         )
@@ -303,18 +317,26 @@ class AsyncIdentityClient:
     async def complete_federated_sign_in(
         self,
         *,
-        code: str,
-        code_verifier: str,
-        redirect_uri: str,
-        nonce: str,
+        transaction: str,
+        state: str,
+        code: str = "",
+        error: str = "",
+        error_description: str = "",
         timeout: float | None = None,
-    ) -> AuthTokens:
-        """Exchange the authorization code the user came back with for tokens. Never retried."""
+    ) -> FederatedSignIn:
+        """Finish the sign-in with what the callback carried (`code` and `state`, or
+        `error`, `error_description` and `state`) and the transaction. Never retried.
+
+        An ABORTED error with reason FEDERATED_ACCOUNT_LINKED means: start again."""
         request = pb.CompleteFederatedSignInRequest(
-            code=code, code_verifier=code_verifier, redirect_uri=redirect_uri, nonce=nonce
+            code=code,
+            state=state,
+            transaction=transaction,
+            error=error,
+            error_description=error_description,
         )
         response = await self._call(rpcs.COMPLETE_FEDERATED_SIGN_IN, request, timeout)
-        return models.auth_tokens(response.tokens)
+        return models.federated_sign_in(response)
 
     # AWS credentials from the identity pool -----------------------------------
 

@@ -113,12 +113,25 @@ class TotpSetup:
 
 @dataclass(frozen=True, slots=True)
 class FederatedSignInStart:
-    """Where to send the browser, and what to keep until the user comes back."""
+    """Where to send the browser, and the sealed transaction to keep until it comes back.
+
+    Keep `transaction` in an httpOnly, Secure, SameSite cookie (never in
+    localStorage) for `expires_in` seconds; it is opaque and tamper-proof.
+    """
 
     authorize_url: str
-    code_verifier: str = field(repr=False)
-    state: str = field(repr=False)
-    nonce: str = field(repr=False)
+    transaction: str = field(repr=False)
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedSignIn:
+    """A finished federated sign-in: the tokens, the provider and the user's `sub`."""
+
+    tokens: AuthTokens
+    provider: str
+    """`GOOGLE`."""
+    sub: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +255,16 @@ def mfa_setup_challenge(challenge: AuthChallenge, message: pb.ConfirmTotpRespons
 def federated_start(message: pb.StartFederatedSignInResponse) -> FederatedSignInStart:
     return FederatedSignInStart(
         authorize_url=message.authorize_url,
-        code_verifier=message.code_verifier,
-        state=message.state,
-        nonce=message.nonce,
+        transaction=message.transaction,
+        expires_in=message.expires_in,
+    )
+
+
+def federated_sign_in(message: pb.CompleteFederatedSignInResponse) -> FederatedSignIn:
+    return FederatedSignIn(
+        tokens=auth_tokens(message.tokens),
+        provider=_enum_name(pb.FederatedProvider.Name, message.provider, "FEDERATED_PROVIDER_"),
+        sub=message.sub,
     )
 
 

@@ -204,14 +204,6 @@ class DeadlineTooShort(IdentityError):
     default_message = "Not enough time left before the deadline."
 
 
-class NotImplementedYet(IdentityError):
-    """An RPC of the API that this version does not serve yet."""
-
-    code = grpc.StatusCode.UNIMPLEMENTED
-    default_reason = "NOT_IMPLEMENTED"
-    default_message = "This method is not implemented yet."
-
-
 class IdentityPoolNotConfigured(IdentityError):
     """GetAwsCredentials on a server without `COGNITO_IDENTITY_POOL_ID`."""
 
@@ -252,6 +244,30 @@ class ServerBusy(IdentityError):
 
 class Internal(IdentityError):
     """Anything unexpected; the details stay in the server log."""
+
+
+class FederatedSignInFailed(IdentityError):
+    """A federated sign-in was refused; the reason says which check or answer refused it."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "FEDERATED_SIGN_IN_FAILED"
+    default_message = "The federated sign-in failed; start it again."
+
+
+class FederatedSignInRestart(IdentityError):
+    """The sign-in cannot finish as it is, but a fresh one will: start it again."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "FEDERATED_SIGN_IN_RESTART"
+    default_message = "The account was linked to an existing one; start the sign-in again."
+
+
+class FederationUnavailable(IdentityError):
+    """Federated sign-in is not configured on this server (no COGNITO_DOMAIN)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FEDERATION_NOT_CONFIGURED"
+    default_message = "Federated sign-in is not configured."
 
 
 _CODE_NUMBERS: Mapping[grpc.StatusCode, int] = {

@@ -45,7 +45,9 @@ from identity_server.api.interceptor import (
 from identity_server.api.policy import load_policies
 from identity_server.api.reflection import enable_reflection
 from identity_server.api.servicer import IdentityServicer
+from identity_server.cognito.federation import Federation, Sealer
 from identity_server.cognito.gateway import CognitoGateway
+from identity_server.cognito.hosted_ui import HostedUi
 from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.tokens.jwks import JwksCache
 from identity_server.tokens.verifier import TokenVerifier
@@ -136,6 +138,7 @@ class IdentityServer:
         self.health = health.aio.HealthServicer()
         await self._set_health(serving=False)
         verifier = AsyncVerifier(self.verifier, self.offload)
+        self.federation = self._federation()
         interceptor = AuthInterceptor(
             load_policies(pb.DESCRIPTOR.services_by_name["IdentityService"]),
             verifier.verify,
@@ -167,6 +170,7 @@ class IdentityServer:
                 response_cache_size=self.settings.verify_cache_size,
                 identity_pool=self.identity_pool,
                 totp_issuer=self.settings.totp_issuer,
+                federation=self.federation,
             ),
             self.server,
         )
@@ -181,6 +185,21 @@ class IdentityServer:
         if port == 0:
             raise OSError(f"could not listen on {listen}")
         return port
+
+    def _federation(self) -> Federation | None:
+        """Federated sign-in through the pool domain, when COGNITO_DOMAIN is set."""
+        settings = self.settings
+        if settings.cognito_domain is None:
+            return None
+        secret = self.gateway.client_secret
+        return Federation(
+            hosted_ui=HostedUi(settings.cognito_domain, settings.client_id, secret),
+            sealer=Sealer(
+                (lambda: secret.value) if secret is not None else None, settings.client_id
+            ),
+            redirect_uris=settings.redirect_uris,
+            scopes=settings.federation_scopes,
+        )
 
     @property
     def target(self) -> str:

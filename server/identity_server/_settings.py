@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from identity_server._tls import is_loopback
 from identity_server.tokens.jwks import validate_jwks_url
@@ -46,6 +47,10 @@ class Settings:
     reflection: bool = True
     identity_pool_id: str | None = None
     totp_issuer: str = "Identity"
+    # Federated sign-in through the pool domain's hosted UI (off without a domain).
+    cognito_domain: str | None = None
+    redirect_uris: frozenset[str] = frozenset()
+    federation_scopes: tuple[str, ...] = ("openid", "email", "profile")
 
     @property
     def listen(self) -> str:
@@ -72,6 +77,50 @@ def parse_host_port(value: str, variable: str) -> tuple[str, int]:
     if port > 65535:
         raise ConfigError(f"{variable} has a port out of range: {port}")
     return host, port
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")
+
+
+def _web_url(value: str, variable: str, *, base: bool) -> str:
+    """An https URL, or http on a loopback host only; `base`: no path, query or fragment."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ConfigError(f"{variable} has a malformed URL") from None
+    host = parts.hostname or ""
+    if len(value) > 1024 or not host or parts.username or parts.password or " " in value:
+        raise ConfigError(f"{variable} has a malformed URL")
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK_HOSTS):
+        raise ConfigError(f"{variable} must use https (http only on a loopback host)")
+    if parts.fragment or (base and (parts.path.strip("/") or parts.query)):
+        raise ConfigError(f"{variable} must be a base URL without path, query or fragment")
+    return value.rstrip("/") if base else value
+
+
+def _federation(env: Mapping[str, str]) -> tuple[str | None, frozenset[str], tuple[str, ...]]:
+    """COGNITO_DOMAIN, IDENTITY_REDIRECT_URIS (exact URLs) and IDENTITY_FEDERATION_SCOPES."""
+    domain_value = env.get("COGNITO_DOMAIN", "").strip()
+    domain = _web_url(domain_value, "COGNITO_DOMAIN", base=True) if domain_value else None
+    uris = frozenset(
+        _web_url(uri.strip(), "IDENTITY_REDIRECT_URIS", base=False)
+        for uri in env.get("IDENTITY_REDIRECT_URIS", "").split(",")
+        if uri.strip()
+    )
+    if len(uris) > 100:
+        raise ConfigError("IDENTITY_REDIRECT_URIS has more than 100 URLs")
+    if domain and not uris:
+        raise ConfigError("COGNITO_DOMAIN needs IDENTITY_REDIRECT_URIS (the allowed callback URLs)")
+    scopes = tuple(env.get("IDENTITY_FEDERATION_SCOPES", "").split()) or (
+        "openid",
+        "email",
+        "profile",
+    )
+    if "openid" not in scopes or len(scopes) > 25 or not all(map(_SCOPE.fullmatch, scopes)):
+        raise ConfigError("IDENTITY_FEDERATION_SCOPES must include openid and be valid scopes")
+    return domain, uris, scopes
 
 
 def _optional_path(env: Mapping[str, str], variable: str) -> Path | None:
@@ -151,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("IDENTITY_TOTP_ISSUER must be at most 64 characters, without ':'")
     if workers > 1 and port == 0:
         raise ConfigError("IDENTITY_LISTEN needs a fixed port when IDENTITY_WORKERS is above 1")
+    domain, redirect_uris, scopes = _federation(env)
 
     identity_pool_id = env.get("COGNITO_IDENTITY_POOL_ID", "").strip() or None
     if identity_pool_id is not None and not _IDENTITY_POOL_ID.fullmatch(identity_pool_id):
@@ -176,6 +226,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reflection=_flag(env, "IDENTITY_REFLECTION", default=True),
         identity_pool_id=identity_pool_id,
         totp_issuer=totp_issuer,
+        cognito_domain=domain,
+        redirect_uris=redirect_uris,
+        federation_scopes=scopes,
     )
 
 

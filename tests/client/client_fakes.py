@@ -396,16 +396,19 @@ class FakeIdentity(pb_grpc.IdentityServiceServicer):
         self._enter("StartFederatedSignIn", request, context)
         return pb.StartFederatedSignInResponse(
             authorize_url="https://auth.example/oauth2/authorize?x=1",
-            code_verifier="verifier-1",
-            state="state-1",
-            nonce="nonce-1",
+            transaction="sealed-1",
+            expires_in=600,
         )
 
     def CompleteFederatedSignIn(
         self, request: pb.CompleteFederatedSignInRequest, context: grpc.ServicerContext
     ) -> pb.CompleteFederatedSignInResponse:
         self._enter("CompleteFederatedSignIn", request, context)
-        return pb.CompleteFederatedSignInResponse(tokens=self.issue("federated@example.com"))
+        return pb.CompleteFederatedSignInResponse(
+            tokens=self.issue("federated@example.com"),
+            provider=pb.FEDERATED_PROVIDER_GOOGLE,
+            sub="sub-federated",
+        )
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,6 +24,7 @@ from identity_client import (
 )
 from tests.client.client_fakes import FakeClock
 from tests.client.server_protocol import PASSWORD, Outbox, RunningServer, new_email
+from tests.support.hosted_ui import google
 
 CONFIG = ClientConfig(default_timeout=15.0)
 NEW_PASSWORD = "Another-Horse-Battery-7"
@@ -189,17 +190,37 @@ def test_sign_out_ends_the_refresh_token(client: IdentityClient) -> None:
         client.refresh(refresh_token=tokens.refresh_token, username=tokens.username)
 
 
-def test_rpcs_not_served_yet_answer_unimplemented(client: IdentityClient) -> None:
-    calls: list[Callable[[], object]] = [
-        lambda: client.start_federated_sign_in(redirect_uri="https://app.example/callback"),
-        lambda: client.complete_federated_sign_in(
-            code="code", code_verifier="v" * 43, redirect_uri="https://app.example/cb", nonce="n"
-        ),
-    ]
-    for call in calls:
-        with pytest.raises(ic.Unimplemented) as caught:
-            call()
-        assert caught.value.reason == "NOT_IMPLEMENTED"
+FEDERATED_CALLBACK = "https://app.example/callback"
+
+
+def test_federated_sign_in_through_the_client(client: IdentityClient) -> None:
+    started = client.start_federated_sign_in(redirect_uri=FEDERATED_CALLBACK)
+    email = new_email()
+    query = google(started.authorize_url, email).query()
+    done = client.complete_federated_sign_in(
+        code=query["code"], state=query["state"], transaction=started.transaction
+    )
+    assert done.provider == "GOOGLE"
+    assert done.tokens.username.startswith("Google_")
+    assert client.verify_token(token=done.tokens.access_token).sub == done.sub
+    logout = client.sign_out(
+        access_token=done.tokens.access_token,
+        refresh_token=done.tokens.refresh_token,
+        logout_uri="https://app.example/signed-out",
+    )
+    assert "/logout?client_id=" in logout
+    assert logout.startswith(started.authorize_url.split("/oauth2/")[0])
+    # A sign-in that was cancelled at Google: the reason says so.
+    again = client.start_federated_sign_in(redirect_uri=FEDERATED_CALLBACK)
+    cancelled = google(again.authorize_url, email, action="cancel").query()
+    with pytest.raises(ic.Unauthenticated) as refused:
+        client.complete_federated_sign_in(
+            state=cancelled["state"],
+            error=cancelled["error"],
+            error_description=cancelled.get("error_description", ""),
+            transaction=again.transaction,
+        )
+    assert refused.value.reason == "FEDERATED_ACCESS_DENIED"
 
 
 def test_get_aws_credentials_for_the_callers_own_id_token(client: IdentityClient) -> None:
@@ -266,8 +287,13 @@ def test_the_async_client_serves_every_method(
 
             with pytest.raises(ic.InvalidCredentials):
                 await client.sign_in(email=email, password="Wrong-Password-123")
-            with pytest.raises(ic.Unimplemented):
-                await client.start_federated_sign_in(redirect_uri="https://app.example/cb")
+            started = await client.start_federated_sign_in(redirect_uri=FEDERATED_CALLBACK)
+            assert "identity_provider=Google" in started.authorize_url
+            with pytest.raises(ic.Unauthenticated) as refused:
+                await client.complete_federated_sign_in(
+                    code="code", state="state", transaction=started.transaction
+                )
+            assert refused.value.reason == "FEDERATED_STATE_MISMATCH"
 
             await client.forgot_password(email=email)
             code = identity_server.outbox.last_code(email)

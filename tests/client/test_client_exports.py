@@ -27,6 +27,7 @@ EXPORTS = {
     "CodeMismatch",
     "DeadlineExceeded",
     "FederatedSignInStart",
+    "FederatedSignIn",
     "FieldViolation",
     "IdentityClient",
     "IdentityError",

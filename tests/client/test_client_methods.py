@@ -17,6 +17,7 @@ from identity_client import (
     AuthTokens,
     AwsCredentials,
     CodeDelivery,
+    FederatedSignIn,
     FederatedSignInStart,
     IdentityClient,
     Principal,
@@ -41,6 +42,10 @@ def _delivered(result: object, fake: FakeIdentity) -> None:
 
 def _nothing(result: object, fake: FakeIdentity) -> None:
     assert result is None
+
+
+def _no_logout_url(result: object, fake: FakeIdentity) -> None:
+    assert result == ""
 
 
 def _tokens(result: object, fake: FakeIdentity) -> None:
@@ -92,9 +97,8 @@ def _totp(result: object, fake: FakeIdentity) -> None:
 def _federated(result: object, fake: FakeIdentity) -> None:
     assert result == FederatedSignInStart(
         authorize_url="https://auth.example/oauth2/authorize?x=1",
-        code_verifier="verifier-1",
-        state="state-1",
-        nonce="nonce-1",
+        transaction="sealed-1",
+        expires_in=600,
     )
 
 
@@ -108,6 +112,12 @@ def _aws(result: object, fake: FakeIdentity) -> None:
     )
     assert "secret-key-1" not in repr(result)
     assert "session-token-1" not in repr(result)
+
+
+def _federated_done(result: object, fake: FakeIdentity) -> None:
+    assert isinstance(result, FederatedSignIn)
+    assert (result.provider, result.sub) == ("GOOGLE", "sub-federated")
+    _tokens(result.tokens, fake)
 
 
 def _access(fake: FakeIdentity) -> str:
@@ -205,7 +215,7 @@ CASES = [
         lambda c, f: c.sign_out(access_token=_access(f), refresh_token="refresh-1"),
         lambda c, f: c.sign_out(access_token=_access(f), refresh_token="refresh-1"),
         pb.SignOutRequest(refresh_token="refresh-1"),
-        _nothing,
+        _no_logout_url,
     ),
     Case(
         "SetUpTotp",
@@ -236,21 +246,17 @@ CASES = [
         "StartFederatedSignIn",
         lambda c, f: c.start_federated_sign_in(redirect_uri="https://app.example/cb"),
         lambda c, f: c.start_federated_sign_in(redirect_uri="https://app.example/cb"),
-        pb.StartFederatedSignInRequest(redirect_uri="https://app.example/cb"),
+        pb.StartFederatedSignInRequest(
+            redirect_uri="https://app.example/cb", provider=pb.FEDERATED_PROVIDER_GOOGLE
+        ),
         _federated,
     ),
     Case(
         "CompleteFederatedSignIn",
-        lambda c, f: c.complete_federated_sign_in(
-            code="auth-code", code_verifier="v", redirect_uri="https://app.example/cb", nonce="n"
-        ),
-        lambda c, f: c.complete_federated_sign_in(
-            code="auth-code", code_verifier="v", redirect_uri="https://app.example/cb", nonce="n"
-        ),
-        pb.CompleteFederatedSignInRequest(
-            code="auth-code", code_verifier="v", redirect_uri="https://app.example/cb", nonce="n"
-        ),
-        _tokens,
+        lambda c, f: c.complete_federated_sign_in(code="auth-code", state="s", transaction="t"),
+        lambda c, f: c.complete_federated_sign_in(code="auth-code", state="s", transaction="t"),
+        pb.CompleteFederatedSignInRequest(code="auth-code", state="s", transaction="t"),
+        _federated_done,
     ),
     Case(
         "GetAwsCredentials",

@@ -337,11 +337,18 @@ def test_template_handlers_import_from_the_packaged_zip(template: Template, tmp_
 
 @pytest.mark.skipif(not TRIGGERS.is_dir(), reason="triggers/identity_triggers not on this branch")
 def test_trigger_roles_allow_exactly_what_the_handlers_call(template: Template) -> None:
-    called = _called_operations(sorted(TRIGGERS.rglob("*.py")))
-    assert called == {"cognito-idp": {"cognito-idp:AdminAddUserToGroup"}}
-    policy = _props(template, "PostConfirmationGroupPolicy")
-    assert policy["RoleName"] == {"Ref": "PostConfirmationRole"}
-    assert _actions(policy["PolicyDocument"]["Statement"]) == called["cognito-idp"]
+    for handler, role, policy_name in (
+        ("post_confirmation.py", "PostConfirmationRole", "PostConfirmationGroupPolicy"),
+        ("pre_sign_up.py", "PreSignUpRole", "PreSignUpLinkPolicy"),
+    ):
+        called = _called_operations([TRIGGERS / handler])
+        assert set(called) == {"cognito-idp"}, handler
+        policy = _props(template, policy_name)
+        assert policy["RoleName"] == {"Ref": role}
+        assert _actions(policy["PolicyDocument"]["Statement"]) == called["cognito-idp"], handler
+        assert policy["PolicyDocument"]["Statement"][0]["Resource"] == {
+            "Fn::GetAtt": ["UserPool", "Arn"]
+        }
     assert _actions(_statements(template, "PreSignUpRole")) == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",

@@ -209,26 +209,3 @@ def test_resend_confirmation_code_answers_with_a_masked_destination(stub: Stub) 
     answer = stub.ResendConfirmationCode(pb.ResendConfirmationCodeRequest(email=email), timeout=10)
     assert answer.code_delivery.destination.startswith(email[0])
     assert email not in answer.code_delivery.destination
-
-
-@pytest.mark.parametrize(
-    "rpc",
-    [
-        "StartFederatedSignIn",
-        "CompleteFederatedSignIn",
-    ],
-)
-def test_rpcs_of_later_issues_answer_unimplemented(
-    stub: Stub, tokens: pb.AuthTokens, rpc: str
-) -> None:
-    request_type = getattr(pb, f"{rpc}Request")
-    method = getattr(stub, rpc)
-    with pytest.raises(grpc.RpcError) as caught:
-        method(
-            request_type(),
-            timeout=10,
-            metadata=(("authorization", f"Bearer {tokens.access_token}"),),
-        )
-    error = failure(caught.value)
-    assert error.code == grpc.StatusCode.UNIMPLEMENTED
-    assert rpc in error.message

@@ -10,7 +10,6 @@ import pytest
 
 from identity_server.local import REGION, LocalCognito, definition
 from identity_server.local.definition import (
-    LOCAL_PARAMETERS,
     Resolver,
     TemplateError,
     load_template,
@@ -89,7 +88,7 @@ def test_the_local_app_client_has_the_templates_settings(
             assert bool(app.get("ClientSecret")) is value
             continue
         if isinstance(value, dict) and set(value) == {"Ref"}:  # a parameter: its local value
-            value = LOCAL_PARAMETERS[value["Ref"]].split(",")
+            value = local_cognito.definition.parameters[value["Ref"]].split(",")
         assert app[key] == value, key
     assert app["PreventUserExistenceErrors"] == "ENABLED"
     assert app["EnableTokenRevocation"] is True

@@ -61,9 +61,7 @@ def test_account_flow_leaves_no_secret_in_the_log(
         (stub.StartFederatedSignIn, pb.StartFederatedSignInRequest(redirect_uri=redirect)),
         (
             stub.CompleteFederatedSignIn,
-            pb.CompleteFederatedSignInRequest(
-                code=auth_code, code_verifier=verifier, redirect_uri=redirect, nonce=nonce
-            ),
+            pb.CompleteFederatedSignInRequest(code=auth_code, state=verifier, transaction=nonce),
         ),
         (stub.VerifyToken, pb.VerifyTokenRequest(token=tokens.access_token + "x")),
         (stub.VerifyToken, pb.VerifyTokenRequest(token=tokens.id_token)),  # wrong token use

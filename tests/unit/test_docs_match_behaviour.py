@@ -60,14 +60,6 @@ def test_the_bff_example_does_not_branch_on_a_reason_the_server_never_sends() ->
         assert "CodeExpired" not in block
 
 
-def test_client_md_does_not_present_federation_as_working() -> None:
-    section = CLIENT_MD.split("### Not available yet", 1)[1].split("\n## ", 1)[0]
-    for method in ("start_federated_sign_in", "complete_federated_sign_in"):
-        assert method in section
-    before = CLIENT_MD.split("### Not available yet", 1)[0]
-    assert "complete_federated_sign_in(" not in before
-
-
 def test_the_readme_names_every_permission_of_the_iam_policy() -> None:
     policy = json.loads((ROOT / "deploy" / "iam-policy.json").read_text())
     actions = {s["Action"] for s in policy["Statement"]}

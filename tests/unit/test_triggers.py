@@ -134,3 +134,92 @@ def test_post_confirmation_error_propagates(monkeypatch: pytest.MonkeyPatch) -> 
     stubber.add_client_error("admin_add_user_to_group", "ResourceNotFoundException")
     with stubber, pytest.raises(Exception, match="ResourceNotFound"):
         post_confirmation.handler(event(POST_CONFIRMATION_EVENT), None)
+
+
+EXTERNAL_EVENT: dict[str, Any] = {
+    **PRE_SIGN_UP_EVENT,
+    "userName": "Google_112233445566778899001",
+    "triggerSource": "PreSignUp_ExternalProvider",
+    "request": {
+        "userAttributes": {
+            "email": "ada@example.com",
+            "email_verified": "true",
+            "name": "Ada",
+            "cognito:email_alias": "",
+        },
+        "validationData": {},
+    },
+}
+
+
+def stubbed_pre_sign_up(monkeypatch: pytest.MonkeyPatch) -> Stubber:
+    client = boto3.client("cognito-idp", region_name="us-east-1")
+    monkeypatch.setattr(pre_sign_up, "_cognito", lambda region, endpoint: client)
+    return Stubber(client)
+
+
+def _user(username: str, status: str) -> dict[str, Any]:
+    return {
+        "Username": username,
+        "UserStatus": status,
+        "Enabled": True,
+        "Attributes": [{"Name": "email", "Value": "ada@example.com"}],
+    }
+
+
+def test_pre_sign_up_links_a_verified_google_email_to_the_confirmed_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    stubber.add_response(
+        "list_users",
+        {"Users": [_user("Google_999", "EXTERNAL_PROVIDER"), _user("sub-of-ada", "CONFIRMED")]},
+        {"UserPoolId": "us-east-1_EXAMPLE", "Filter": 'email = "ada@example.com"', "Limit": 10},
+    )
+    stubber.add_response(
+        "admin_link_provider_for_user",
+        {},
+        {
+            "UserPoolId": "us-east-1_EXAMPLE",
+            "DestinationUser": {"ProviderName": "Cognito", "ProviderAttributeValue": "sub-of-ada"},
+            "SourceUser": {
+                "ProviderName": "Google",
+                "ProviderAttributeName": "Cognito_Subject",
+                "ProviderAttributeValue": "112233445566778899001",
+            },
+        },
+    )
+    with stubber:
+        answer = pre_sign_up.handler(event(EXTERNAL_EVENT), None)
+    stubber.assert_no_pending_responses()
+    assert answer["response"] == PRE_SIGN_UP_EVENT["response"]
+
+
+def test_pre_sign_up_links_nothing_for_an_unverified_email(monkeypatch: pytest.MonkeyPatch) -> None:
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    unverified = event(EXTERNAL_EVENT)
+    unverified["request"]["userAttributes"]["email_verified"] = "false"
+    with stubber:  # any call would fail: nothing is stubbed
+        pre_sign_up.handler(unverified, None)
+
+
+def test_pre_sign_up_links_nothing_without_a_confirmed_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    stubber.add_response(
+        "list_users",
+        {"Users": [_user("sub-pending", "UNCONFIRMED")]},
+        {"UserPoolId": "us-east-1_EXAMPLE", "Filter": 'email = "ada@example.com"', "Limit": 10},
+    )
+    with stubber:
+        pre_sign_up.handler(event(EXTERNAL_EVENT), None)
+    stubber.assert_no_pending_responses()
+
+
+def test_pre_sign_up_never_puts_quotes_into_the_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    hostile = event(EXTERNAL_EVENT)
+    hostile["request"]["userAttributes"]["email"] = 'a" or email ^= "@example.com'
+    with stubber:
+        pre_sign_up.handler(hostile, None)

@@ -1,4 +1,4 @@
-"""PreSignUp: an e-mail-domain allow-list and auto-confirm for trusted domains.
+"""PreSignUp: an e-mail-domain allow-list, auto-confirm, and linking federated sign-ups.
 
 Environment (both off when unset or empty):
 
@@ -10,12 +10,28 @@ Environment (both off when unset or empty):
 
 Domains compare exactly (case-insensitive): `example.com` does not admit
 `mail.example.com`.
+
+Account linking (`PreSignUp_ExternalProvider`, a first federated sign-in):
+when the provider says the e-mail is verified (`email_verified` mapped from
+Google's claim) and a confirmed e-mail/password account has that e-mail, the
+provider identity is linked to it with AdminLinkProviderForUser, so the person
+keeps one `sub` and one set of groups. Linking is idempotent (an identity
+already linked to that account is left as it is). Cognito then fails that one
+sign-in ("Already found an entry for username Google_..."); the service
+answers it with ABORTED FEDERATED_ACCOUNT_LINKED and the next sign-in
+succeeds as the linked account. Unverified e-mails are never linked.
+
+The function's role needs `cognito-idp:ListUsers` and
+`cognito-idp:AdminLinkProviderForUser` on the pool.
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
+
+import boto3
 
 from identity_triggers._config import domains, email_domain
 
@@ -23,8 +39,60 @@ ALLOWED = "ALLOWED_EMAIL_DOMAINS"
 AUTO_CONFIRM = "AUTO_CONFIRM_DOMAINS"
 
 
+# Cognito's provider names, by the lower-cased prefix of a federated username.
+_PROVIDERS = {
+    "google": "Google",
+    "facebook": "Facebook",
+    "loginwithamazon": "LoginWithAmazon",
+    "signinwithapple": "SignInWithApple",
+}
+
+
 class SignUpRefused(Exception):
     """Raised to make Cognito refuse the sign-up."""
+
+
+@lru_cache(maxsize=8)
+def _cognito(region: str, endpoint: str | None) -> Any:
+    make: Any = boto3.client
+    return make("cognito-idp", region_name=region, endpoint_url=endpoint)
+
+
+def link_to_existing_account(event: dict[str, Any]) -> str | None:
+    """Link a federated identity to the confirmed account with its verified e-mail.
+
+    Returns the linked account's username, or None when nothing was linked.
+    """
+    attributes = event.get("request", {}).get("userAttributes", {}) or {}
+    email = str(attributes.get("email", ""))
+    if str(attributes.get("email_verified", "")).lower() != "true":
+        return None
+    if not email or len(email) > 254 or any(c in email for c in '"\\'):
+        return None
+    prefix, sep, subject = str(event.get("userName", "")).partition("_")
+    if not sep or not subject:
+        return None
+    provider = _PROVIDERS.get(prefix.lower(), prefix)
+    client = _cognito(str(event["region"]), os.environ.get("AWS_ENDPOINT_URL") or None)
+    pool_id = event["userPoolId"]
+    users = client.list_users(UserPoolId=pool_id, Filter=f'email = "{email}"', Limit=10)
+    for user in users.get("Users", []):
+        if user.get("UserStatus") != "CONFIRMED" or not user.get("Enabled", True):
+            continue
+        client.admin_link_provider_for_user(
+            UserPoolId=pool_id,
+            DestinationUser={
+                "ProviderName": "Cognito",
+                "ProviderAttributeValue": user["Username"],
+            },
+            SourceUser={
+                "ProviderName": provider,
+                "ProviderAttributeName": "Cognito_Subject",
+                "ProviderAttributeValue": subject,
+            },
+        )
+        return str(user["Username"])
+    return None
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -35,6 +103,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if allowed and domain not in allowed:
         raise SignUpRefused("e-mail domain not allowed")
     response = event.setdefault("response", {})
+    if event.get("triggerSource") == "PreSignUp_ExternalProvider":
+        link_to_existing_account(event)
     if event.get("triggerSource") == "PreSignUp_SignUp" and domain:
         trusted = domains(os.environ, AUTO_CONFIRM)
         if domain in trusted:

@@ -105,6 +105,26 @@ TOKEN_USE_ID: TokenUse.ValueType  # 2
 """An id token (`token_use` "id", checked on `aud`)."""
 Global___TokenUse: _TypeAlias = TokenUse  # noqa: Y015
 
+class _FederatedProvider:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FederatedProviderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FederatedProvider.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEDERATED_PROVIDER_UNSPECIFIED: _FederatedProvider.ValueType  # 0
+    """Not set: refused."""
+    FEDERATED_PROVIDER_GOOGLE: _FederatedProvider.ValueType  # 1
+    """Google (the pool's identity provider named `Google`)."""
+
+class FederatedProvider(_FederatedProvider, metaclass=_FederatedProviderEnumTypeWrapper):
+    """An identity provider federated through the user pool."""
+
+FEDERATED_PROVIDER_UNSPECIFIED: FederatedProvider.ValueType  # 0
+"""Not set: refused."""
+FEDERATED_PROVIDER_GOOGLE: FederatedProvider.ValueType  # 1
+"""Google (the pool's identity provider named `Google`)."""
+Global___FederatedProvider: _TypeAlias = FederatedProvider  # noqa: Y015
+
 @_typing.final
 class CodeDelivery(_message.Message):
     """Where a code was sent, masked so that it reveals little."""
@@ -939,18 +959,25 @@ class SignOutRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    LOGOUT_URI_FIELD_NUMBER: _builtins.int
     refresh_token: _builtins.str
     """When set, only this refresh token is revoked; otherwise every session of
     the caller is signed out.
+    """
+    logout_uri: _builtins.str
+    """For a hosted-UI (federated) session: where the hosted UI's /logout sends
+    the browser afterwards; one of IDENTITY_REDIRECT_URIS exactly. The refresh
+    token is then revoked through /oauth2/revoke.
     """
     def __init__(
         self,
         *,
         refresh_token: _builtins.str = ...,
+        logout_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["refresh_token", b"refresh_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logout_uri", b"logout_uri", "refresh_token", b"refresh_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -958,16 +985,23 @@ Global___SignOutRequest: _TypeAlias = SignOutRequest  # noqa: Y015
 
 @_typing.final
 class SignOutResponse(_message.Message):
-    """Response of SignOut. Empty."""
+    """Response of SignOut."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    LOGOUT_URL_FIELD_NUMBER: _builtins.int
+    logout_url: _builtins.str
+    """With `logout_uri`: the hosted UI's /logout URL, to send the browser to so
+    that the hosted UI's own session cookie is cleared too.
+    """
     def __init__(
         self,
+        *,
+        logout_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logout_url", b"logout_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1139,18 +1173,22 @@ class StartFederatedSignInRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REDIRECT_URI_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     redirect_uri: _builtins.str
-    """Where the hosted UI sends the user back; must be a callback URL of the
-    app client.
+    """Where the hosted UI sends the user back; must be one of the server's
+    IDENTITY_REDIRECT_URIS exactly (and a callback URL of the app client).
     """
+    provider: Global___FederatedProvider.ValueType
+    """The provider to sign in with."""
     def __init__(
         self,
         *,
         redirect_uri: _builtins.str = ...,
+        provider: Global___FederatedProvider.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["redirect_uri", b"redirect_uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "redirect_uri", b"redirect_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1158,35 +1196,32 @@ Global___StartFederatedSignInRequest: _TypeAlias = StartFederatedSignInRequest  
 
 @_typing.final
 class StartFederatedSignInResponse(_message.Message):
-    """Response of StartFederatedSignIn. The caller keeps `code_verifier`,
-    `state` and `nonce` (for example in its session) until the user returns.
-    """
+    """Response of StartFederatedSignIn."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     AUTHORIZE_URL_FIELD_NUMBER: _builtins.int
-    CODE_VERIFIER_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
-    NONCE_FIELD_NUMBER: _builtins.int
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
     authorize_url: _builtins.str
     """The URL to send the user's browser to."""
-    code_verifier: _builtins.str
-    """The PKCE verifier to send with CompleteFederatedSignIn."""
-    state: _builtins.str
-    """The state to compare with the one the user comes back with."""
-    nonce: _builtins.str
-    """The nonce the id token must carry."""
+    transaction: _builtins.str
+    """Opaque, sealed and tamper-proof: the state, nonce, PKCE verifier and
+    redirect URI of this sign-in. Keep it in an httpOnly, Secure, SameSite
+    cookie (never in localStorage) and hand it back to CompleteFederatedSignIn.
+    """
+    expires_in: _builtins.int
+    """Seconds until the transaction expires."""
     def __init__(
         self,
         *,
         authorize_url: _builtins.str = ...,
-        code_verifier: _builtins.str = ...,
-        state: _builtins.str = ...,
-        nonce: _builtins.str = ...,
+        transaction: _builtins.str = ...,
+        expires_in: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize_url", b"authorize_url", "code_verifier", b"code_verifier", "nonce", b"nonce", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize_url", b"authorize_url", "expires_in", b"expires_in", "transaction", b"transaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1194,33 +1229,39 @@ Global___StartFederatedSignInResponse: _TypeAlias = StartFederatedSignInResponse
 
 @_typing.final
 class CompleteFederatedSignInRequest(_message.Message):
-    """Request of CompleteFederatedSignIn."""
+    """Request of CompleteFederatedSignIn: what the callback URL carried, and the
+    transaction from StartFederatedSignIn.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
-    CODE_VERIFIER_FIELD_NUMBER: _builtins.int
-    REDIRECT_URI_FIELD_NUMBER: _builtins.int
-    NONCE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ERROR_DESCRIPTION_FIELD_NUMBER: _builtins.int
     code: _builtins.str
-    """The authorization code the user came back with."""
-    code_verifier: _builtins.str
-    """The PKCE verifier from StartFederatedSignIn."""
-    redirect_uri: _builtins.str
-    """The redirect URI used in StartFederatedSignIn."""
-    nonce: _builtins.str
-    """The nonce from StartFederatedSignIn."""
+    """The callback's `code` (empty when it carried an `error`)."""
+    state: _builtins.str
+    """The callback's `state`."""
+    transaction: _builtins.str
+    """The transaction from StartFederatedSignIn."""
+    error: _builtins.str
+    """The callback's `error`, when it carried one (for example `access_denied`)."""
+    error_description: _builtins.str
+    """The callback's `error_description`, when it carried one."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
-        code_verifier: _builtins.str = ...,
-        redirect_uri: _builtins.str = ...,
-        nonce: _builtins.str = ...,
+        state: _builtins.str = ...,
+        transaction: _builtins.str = ...,
+        error: _builtins.str = ...,
+        error_description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_verifier", b"code_verifier", "nonce", b"nonce", "redirect_uri", b"redirect_uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "error", b"error", "error_description", b"error_description", "state", b"state", "transaction", b"transaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1233,6 +1274,14 @@ class CompleteFederatedSignInResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKENS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SUB_FIELD_NUMBER: _builtins.int
+    provider: Global___FederatedProvider.ValueType
+    """The provider the user signed in with."""
+    sub: _builtins.str
+    """The user's `sub` (the same as their e-mail/password account's when the
+    provider identity was linked to it).
+    """
     @_builtins.property
     def tokens(self) -> Global___AuthTokens:
         """The user is signed in."""
@@ -1241,10 +1290,12 @@ class CompleteFederatedSignInResponse(_message.Message):
         self,
         *,
         tokens: Global___AuthTokens | None = ...,
+        provider: Global___FederatedProvider.ValueType = ...,
+        sub: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "sub", b"sub", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -252,15 +252,21 @@ class IdentityServiceServicer:
 
     def StartFederatedSignIn(self, request, context):
         """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-        PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-        keeps the returned verifier, state and nonce until the user comes back.
+        PKCE (S256), state and nonce, and seals them into one opaque transaction.
+        Nothing is stored on the server: the caller keeps the transaction (in an
+        httpOnly cookie) until the user comes back. A redirect URI that is not
+        allowed is refused (REDIRECT_URI_NOT_ALLOWED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CompleteFederatedSignIn(self, request, context):
-        """Exchanges the authorization code of a federated sign-in for tokens.
+        """Finishes a federated sign-in with what the callback brought back: checks
+        the transaction and the state, exchanges the code (with the PKCE
+        verifier) at the hosted UI, and verifies the id token and its nonce.
+        Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+        FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -94,11 +94,18 @@ class IdentityServiceStub:
     """
     StartFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-    PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-    keeps the returned verifier, state and nonce until the user comes back.
+    PKCE (S256), state and nonce, and seals them into one opaque transaction.
+    Nothing is stored on the server: the caller keeps the transaction (in an
+    httpOnly cookie) until the user comes back. A redirect URI that is not
+    allowed is refused (REDIRECT_URI_NOT_ALLOWED).
     """
     CompleteFederatedSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]
-    """Exchanges the authorization code of a federated sign-in for tokens."""
+    """Finishes a federated sign-in with what the callback brought back: checks
+    the transaction and the state, exchanges the code (with the PKCE
+    verifier) at the hosted UI, and verifies the id token and its nonce.
+    Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+    FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+    """
     GetAwsCredentials: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetAwsCredentialsRequest, _identity_service_pb2.GetAwsCredentialsResponse]
     """Returns temporary AWS credentials for the caller from the identity pool
     (for example to upload to the caller's own S3 prefix). The request
@@ -172,11 +179,18 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     StartFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.StartFederatedSignInRequest, _identity_service_pb2.StartFederatedSignInResponse]  # type: ignore[assignment]
     """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-    PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-    keeps the returned verifier, state and nonce until the user comes back.
+    PKCE (S256), state and nonce, and seals them into one opaque transaction.
+    Nothing is stored on the server: the caller keeps the transaction (in an
+    httpOnly cookie) until the user comes back. A redirect URI that is not
+    allowed is refused (REDIRECT_URI_NOT_ALLOWED).
     """
     CompleteFederatedSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteFederatedSignInRequest, _identity_service_pb2.CompleteFederatedSignInResponse]  # type: ignore[assignment]
-    """Exchanges the authorization code of a federated sign-in for tokens."""
+    """Finishes a federated sign-in with what the callback brought back: checks
+    the transaction and the state, exchanges the code (with the PKCE
+    verifier) at the hosted UI, and verifies the id token and its nonce.
+    Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+    FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+    """
     GetAwsCredentials: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetAwsCredentialsRequest, _identity_service_pb2.GetAwsCredentialsResponse]  # type: ignore[assignment]
     """Returns temporary AWS credentials for the caller from the identity pool
     (for example to upload to the caller's own S3 prefix). The request
@@ -337,8 +351,10 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.StartFederatedSignInResponse, _abc.Awaitable[_identity_service_pb2.StartFederatedSignInResponse]]:
         """Builds the hosted-UI authorize URL for a federated (Google) sign-in, with
-        PKCE (S256), state and nonce. Nothing is stored on the server: the caller
-        keeps the returned verifier, state and nonce until the user comes back.
+        PKCE (S256), state and nonce, and seals them into one opaque transaction.
+        Nothing is stored on the server: the caller keeps the transaction (in an
+        httpOnly cookie) until the user comes back. A redirect URI that is not
+        allowed is refused (REDIRECT_URI_NOT_ALLOWED).
         """
 
     @_abc_1.abstractmethod
@@ -347,7 +363,12 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.CompleteFederatedSignInRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.CompleteFederatedSignInResponse, _abc.Awaitable[_identity_service_pb2.CompleteFederatedSignInResponse]]:
-        """Exchanges the authorization code of a federated sign-in for tokens."""
+        """Finishes a federated sign-in with what the callback brought back: checks
+        the transaction and the state, exchanges the code (with the PKCE
+        verifier) at the hosted UI, and verifies the id token and its nonce.
+        Refusals are UNAUTHENTICATED with a FEDERATED_* reason; ABORTED with
+        FEDERATED_ACCOUNT_LINKED means: start the sign-in again, it will succeed.
+        """
 
     @_abc_1.abstractmethod
     def GetAwsCredentials(

@@ -23,18 +23,19 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, Offload
 from identity_server._context import Caller, current_caller
 from identity_server._errors import (
+    FederationUnavailable,
     FieldViolation,
     IdentityError,
     IdentityPoolNotConfigured,
     InvalidArgument,
     InvalidPassword,
-    NotImplementedYet,
     RefreshTokenInvalid,
     TokenInvalid,
 )
 from identity_server._logging import mask_email, register_call_secrets
 from identity_server.api import validation as check
 from identity_server.api.policy import require_any
+from identity_server.cognito import federation as fed
 from identity_server.cognito.gateway import (
     Challenge,
     CognitoGateway,
@@ -69,6 +70,9 @@ audit = logging.getLogger("identity_server.audit")
 Context = grpc.aio.ServicerContext[Any, Any]
 _MAX_REQUIREMENTS = 32
 _MAX_NAME = 256
+_MAX_URL = 1024
+_PROVIDERS = {pb.FEDERATED_PROVIDER_GOOGLE: "Google"}
+_PROVIDER_ENUMS = {name: number for number, name in _PROVIDERS.items()}
 
 
 def _delivery(email: str) -> pb.CodeDelivery:
@@ -134,6 +138,15 @@ def _names(values: Any, field: str) -> list[FieldViolation]:
         return [FieldViolation(field, f"must have at most {_MAX_REQUIREMENTS} entries")]
     if any(not v or len(v) > _MAX_NAME for v in values):
         return [FieldViolation(field, "has an empty or too long entry")]
+    return []
+
+
+def _text(value: str, field: str, limit: int) -> list[FieldViolation]:
+    """Free text from a callback URL: bounded, printable."""
+    if len(value) > limit:
+        return [FieldViolation(field, f"must be at most {limit} characters")]
+    if not value.isprintable():
+        return [FieldViolation(field, "has characters that are not allowed")]
     return []
 
 
@@ -226,7 +239,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         response_cache_size: int = 10_000,
         identity_pool: IdentityPool | None = None,
         totp_issuer: str = "Identity",
+        federation: fed.Federation | None = None,
     ) -> None:
+        self._federation = federation
         self._gateway = gateway
         self._verifier = verifier
         self._blocking = offload.call
@@ -455,17 +470,34 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
 
     async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
-        check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
+        check.ensure(
+            check.opaque(request.refresh_token, "refresh_token", required=False),
+            check.opaque(request.logout_uri, "logout_uri", limit=_MAX_URL, required=False),
+        )
+        # A hosted-UI session: revoked through /oauth2/revoke, and the hosted
+        # UI's own cookie cleared by sending the browser to its /logout.
+        hosted = None
+        if request.logout_uri:
+            hosted = self._allowed_redirect(request.logout_uri, "logout_uri").hosted_ui
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
             if request.refresh_token:
-                await self._revoke_own(request.refresh_token, caller.access_token, caller.principal)
+                revoke = hosted.revoke if hosted is not None else self._gateway.revoke_token
+                await self._revoke_own(
+                    request.refresh_token, caller.access_token, caller.principal, revoke
+                )
             else:
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
-        return pb.SignOutResponse()
+        if hosted is None:
+            return pb.SignOutResponse()
+        return pb.SignOutResponse(logout_url=hosted.logout_url(request.logout_uri))
 
     async def _revoke_own(
-        self, refresh_token: str, access_token: str, principal: VerifiedToken
+        self,
+        refresh_token: str,
+        access_token: str,
+        principal: VerifiedToken,
+        revoke: Callable[[str], None],
     ) -> None:
         """Revoke a refresh token only once it is shown to be the caller's own.
 
@@ -479,7 +511,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         tokens = await self._blocking(self._gateway.refresh, refresh_token, principal.username)
         if not principal.sub or tokens.sub != principal.sub:
             raise RefreshTokenInvalid()
-        await self._blocking(self._gateway.revoke_token, refresh_token)
+        await self._blocking(revoke, refresh_token)
 
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context
@@ -570,15 +602,75 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             )
         return pb.DisableTotpResponse()
 
+    def _allowed_redirect(self, uri: str, field: str) -> fed.Federation:
+        """The federation settings, when `uri` is one of the allowed URLs exactly."""
+        if self._federation is None:
+            raise FederationUnavailable()
+        if uri not in self._federation.redirect_uris:
+            raise InvalidArgument(
+                "The redirect URI is not allowed.",
+                reason="REDIRECT_URI_NOT_ALLOWED",
+                violations=[FieldViolation(field, "is not an allowed redirect URI")],
+            )
+        return self._federation
+
     async def StartFederatedSignIn(
         self, request: pb.StartFederatedSignInRequest, context: Context
     ) -> pb.StartFederatedSignInResponse:
-        raise NotImplementedYet("StartFederatedSignIn is not implemented yet.")
+        check.ensure(check.opaque(request.redirect_uri, "redirect_uri", limit=_MAX_URL))
+        provider = _PROVIDERS.get(request.provider)
+        if provider is None:
+            raise InvalidArgument(
+                violations=[FieldViolation("provider", "is not a supported provider")]
+            )
+        federation = self._allowed_redirect(request.redirect_uri, "redirect_uri")
+        url, transaction = federation.start(provider, request.redirect_uri)
+        return pb.StartFederatedSignInResponse(
+            authorize_url=url, transaction=transaction, expires_in=fed.TRANSACTION_LIFETIME
+        )
 
     async def CompleteFederatedSignIn(
         self, request: pb.CompleteFederatedSignInRequest, context: Context
     ) -> pb.CompleteFederatedSignInResponse:
-        raise NotImplementedYet("CompleteFederatedSignIn is not implemented yet.")
+        check.ensure(
+            check.opaque(request.transaction, "transaction", limit=fed.MAX_TRANSACTION),
+            check.opaque(request.state, "state", limit=_MAX_NAME),
+            check.opaque(request.code, "code", limit=_MAX_URL, required=bool(not request.error)),
+            check.opaque(request.error, "error", limit=64, required=False),
+            _text(request.error_description, "error_description", _MAX_URL),
+        )
+        if self._federation is None:
+            raise FederationUnavailable()
+        federation = self._federation
+        with _audited("federated_sign_in") as entry:
+            transaction = federation.sealer.open(request.transaction)
+            fed.check_state(transaction, request.state)
+            if request.error:
+                raise fed.callback_error(request.error, request.error_description)
+            hosted = await self._blocking(
+                federation.hosted_ui.exchange_code,
+                request.code,
+                transaction.redirect_uri,
+                transaction.code_verifier,
+            )
+            verified = await self._verifier.verify(hosted.id_token, "id")
+            fed.check_id_token(
+                transaction, verified.claims, verified.client_id, federation.hosted_ui.client_id
+            )
+            entry["sub"] = verified.sub
+        tokens = pb.AuthTokens(
+            access_token=hosted.access_token,
+            id_token=hosted.id_token,
+            refresh_token=hosted.refresh_token,
+            expires_in=hosted.expires_in,
+            token_type=hosted.token_type,
+            username=verified.username,
+        )
+        return pb.CompleteFederatedSignInResponse(
+            tokens=tokens,
+            provider=_PROVIDER_ENUMS.get(transaction.provider, pb.FEDERATED_PROVIDER_UNSPECIFIED),
+            sub=verified.sub,
+        )
 
     async def GetAwsCredentials(
         self, request: pb.GetAwsCredentialsRequest, context: Context

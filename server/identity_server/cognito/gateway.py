@@ -431,6 +431,11 @@ class CognitoGateway:
         """The boto3 client (the local stack hooks its events)."""
         return self._client
 
+    @property
+    def client_secret(self) -> ClientSecret | None:
+        """The app client secret (the hosted UI's client authentication uses it too)."""
+        return self._secret
+
     # -- account operations ----------------------------------------------
 
     def sign_up(self, email: str, password: str, attributes: Mapping[str, str]) -> None:

@@ -8,7 +8,9 @@ fidelity layer (`layer`) over moto so that it
 answers like Cognito where this service's security lives: its own signing key
 (`signing`), mailed six-digit codes (`codes`, `outbox`), the sign-in lockout
 (`lockout`), case-insensitive e-mails (`users`), per-user TOTP (`totp`) and
-the Lambda triggers (`triggers`). `LIMITS` says what still differs.
+the Lambda triggers (`triggers`). Beside moto it serves the pool domain's
+hosted UI with Google sign-in (`hosted_ui`) and a demo backend-for-frontend to
+try it in a browser (`demo`). `LIMITS` says what still differs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import boto3
 
 from identity_server.local import challenges, definition, layer
 from identity_server.local.clock import Clock
+from identity_server.local.demo import DemoBff
+from identity_server.local.hosted_ui import LocalHostedUi
 from identity_server.local.outbox import RESET, SIGN_UP, Mail, Outbox
 from identity_server.local.signing import SigningKey
 from identity_server.local.triggers import Function, Triggers
@@ -38,7 +42,8 @@ __all__ = [
 
 REGION = "us-east-1"
 LIMITS: tuple[str, ...] = (
-    "no hosted UI or /oauth2 endpoints, no throttling, no advanced security",
+    "the hosted UI signs in with Google only, through a local page that plays Google",
+    "no throttling, no advanced security",
     "codes are mailed to the local outbox (printed here), never e-mailed",
     "triggers other than PreSignUp and PostConfirmation are not run",
     "token lifetimes are fixed (access and id 1 hour, refresh never expires), "
@@ -57,10 +62,16 @@ class LocalCognito:
         clock: Clock | None = None,
         *,
         mfa: str | None = None,
+        hosted_ui_port: int = 0,
+        demo_port: int = 0,
     ) -> None:
         """`mfa` overrides the pool definition's MfaConfiguration (`OFF`, `OPTIONAL`, `ON`)."""
         self._port = port
         self._mfa = mfa
+        self._hosted_ui_port = hosted_ui_port
+        self._demo_port = demo_port
+        self.hosted_ui: LocalHostedUi | None = None
+        self.demo: DemoBff | None = None
         self._server: Any = None
         self.endpoint = ""
         self.pool_id = ""
@@ -86,15 +97,24 @@ class LocalCognito:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # The hosted UI and the demo BFF bind their ports first: the app
+        # client's callback and sign-out URLs name them.
+        self.hosted_ui = LocalHostedUi(self.layer, port=self._hosted_ui_port)
+        self.demo = DemoBff(port=self._demo_port)
+        parameters = {
+            "CallbackUrls": ",".join([self.demo.callback_url, *EXAMPLE_CALLBACKS]),
+            "LogoutUrls": ",".join([self.demo.signed_out_url, *EXAMPLE_SIGN_OUTS]),
+        }
         if self._mfa is None:
-            self.definition = definition.build(self.client, REGION)
+            self.definition = definition.build(self.client, REGION, parameters=parameters)
         else:  # a second stack in the same moto: its own names
             suffix = f"mfa-{self._mfa.lower()}"
+            parameters["DomainPrefix"] = f"identity-local-{suffix}"
             self.definition = definition.build(
                 self.client,
                 REGION,
                 stack_name=f"{definition.STACK_NAME}-{suffix}",
-                parameters={"DomainPrefix": f"identity-local-{suffix}"},
+                parameters=parameters,
                 mfa=self._mfa,
             )
         layer.register(self.definition.pool_id, self.layer)
@@ -106,6 +126,8 @@ class LocalCognito:
                 trigger, function.handler, dict(function.environment)
             )
         self.triggers.endpoint = self.endpoint
+        self.hosted_ui.start(self.pool_id)
+        self.demo.start()
         return self
 
     def add_to_group(self, email: str, group: str) -> None:
@@ -113,7 +135,11 @@ class LocalCognito:
         add_to_group(self.client("cognito-idp"), self.pool_id, email, group)
 
     def stop(self) -> None:
-        """Stop moto."""
+        """Stop the hosted UI, the demo BFF and moto."""
+        for part in (self.demo, self.hosted_ui):
+            if part is not None:
+                part.stop()
+        self.demo = self.hosted_ui = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -144,8 +170,24 @@ class LocalCognito:
             "IDENTITY_LISTEN": listen,
             "IDENTITY_WORKERS": "1",
             "COGNITO_IDENTITY_POOL_ID": self.identity_pool_id,
+            **self.federation_environment(),
         }
 
+    def federation_environment(self) -> dict[str, str]:
+        """COGNITO_DOMAIN (the local hosted UI) and the client's callback and sign-out URLs."""
+        if self.hosted_ui is None or self.demo is None:
+            return {}
+        uris = [self.demo.callback_url, self.demo.signed_out_url]
+        return {
+            "COGNITO_DOMAIN": self.hosted_ui.url,
+            "IDENTITY_REDIRECT_URIS": ",".join([*uris, *EXAMPLE_CALLBACKS, *EXAMPLE_SIGN_OUTS]),
+        }
+
+
+# Callback and sign-out URLs the app client allows besides the demo BFF's
+# (tests use them: nothing is served there, the Location header is read).
+EXAMPLE_CALLBACKS = ("https://app.example/callback",)
+EXAMPLE_SIGN_OUTS = ("https://app.example/signed-out",)
 
 _patched = False
 

@@ -9,7 +9,10 @@
 The service takes its own settings from the environment (`IDENTITY_LISTEN`,
 default 127.0.0.1:50051, `IDENTITY_WORKERS`, `IDENTITY_METRICS_LISTEN`, TLS,
 ...); the Cognito settings are the local stack's. The local Cognito listens on
-127.0.0.1:`LOCAL_COGNITO_PORT` (default 9229), where `add-to-group` finds it.
+127.0.0.1:`LOCAL_COGNITO_PORT` (default 9229), where `add-to-group` finds it;
+its hosted UI (the pool domain, COGNITO_DOMAIN) on `LOCAL_HOSTED_UI_PORT`
+(default 9230), and a demo backend-for-frontend for trying Google sign-in in a
+browser on `LOCAL_DEMO_PORT` (default 9231).
 `LOCAL_COGNITO_MFA=ON` makes its pool require MFA (the MFA_SETUP challenge).
 """
 
@@ -28,6 +31,8 @@ from identity_server.local import LIMITS, REGION, LocalCognito, Mail, Outbox, ad
 from identity_server.local.totp import current_code
 
 DEFAULT_PORT = 9229
+DEFAULT_HOSTED_UI_PORT = 9230
+DEFAULT_DEMO_PORT = 9231
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 WALKTHROUGH = """\
@@ -42,6 +47,16 @@ Try it with grpcurl (in .venv/bin) and jq, in another shell: see the README's
      | jq -r .tokens.access_token > /tmp/access
   $G -d "{{\\"token\\":\\"$(cat /tmp/access)\\"}}" $T $S/VerifyToken
   python -m identity_server.local add-to-group ada@example.com admins
+
+Google sign-in, in a browser (the local hosted UI plays Google; nothing
+leaves this machine): open
+
+  {demo}/
+
+click "Sign in with Google", type any e-mail and name, and continue: the
+callback page completes the sign-in (CompleteFederatedSignIn), verifies the id
+token and shows who signed in; "Sign out" revokes and clears the hosted UI's
+session. The hosted UI (COGNITO_DOMAIN) is {hosted_ui}.
 
 Stop with Ctrl-C.
 """
@@ -70,7 +85,13 @@ def run(environ: Mapping[str, str]) -> int:
         return 2
     _logging.configure()
     port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
-    cognito = LocalCognito(port=port, outbox=Outbox(on_mail=_print_mail), mfa=mfa)
+    cognito = LocalCognito(
+        port=port,
+        outbox=Outbox(on_mail=_print_mail),
+        mfa=mfa,
+        hosted_ui_port=int(environ.get("LOCAL_HOSTED_UI_PORT", str(DEFAULT_HOSTED_UI_PORT))),
+        demo_port=int(environ.get("LOCAL_DEMO_PORT", str(DEFAULT_DEMO_PORT))),
+    )
     try:
         cognito.start()
     except OSError as exc:
@@ -87,9 +108,17 @@ def run(environ: Mapping[str, str]) -> int:
         for limit in LIMITS:
             print(f"  - {limit}")
 
+        demo, hosted_ui = cognito.demo, cognito.hosted_ui
+        if demo is None or hosted_ui is None:
+            raise RuntimeError("the local stack did not start its hosted UI")
+
         def started(target: str) -> None:
+            demo.target = target
             print(f"\nidentity-server listening on {target}\n")
-            print(WALKTHROUGH.format(target=target), flush=True)
+            print(
+                WALKTHROUGH.format(target=target, demo=demo.url, hosted_ui=hosted_ui.url),
+                flush=True,
+            )
 
         if settings.workers > 1:
             started(settings.listen)

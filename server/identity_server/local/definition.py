@@ -232,6 +232,8 @@ class Definition:
     groups: tuple[str, ...] = ()
     identity_providers: tuple[str, ...] = ()
     triggers: dict[str, Trigger] = field(default_factory=dict)
+    # The template parameters' local values it was made with (LOCAL_PARAMETERS and overrides).
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 def _one(template: Mapping[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
@@ -270,7 +272,7 @@ def build(
     """
     template = load_template(path)
     resolve = Resolver(template, region, stack_name=stack_name, parameters=parameters)
-    made = Definition()
+    made = Definition(parameters={**LOCAL_PARAMETERS, **(parameters or {})})
     cognito = client("cognito-idp")
 
     for logical_id, properties in _resources(template, "AWS::Lambda::Function"):
