@@ -42,11 +42,18 @@ from identity_server.api.interceptor import (
     STREAM_MAX_AGE,
     AuthInterceptor,
 )
+from identity_server.api.limits import AttemptLimits, MemoryCounter, RedisCounter
 from identity_server.api.policy import load_policies
 from identity_server.api.reflection import enable_reflection
 from identity_server.api.servicer import IdentityServicer
 from identity_server.cognito.gateway import CognitoGateway
 from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.revocation import (
+    REFUSING,
+    RedisRevocations,
+    Revocations,
+    redis_client,
+)
 from identity_server.tokens.verifier import TokenVerifier
 
 log = logging.getLogger("identity_server")
@@ -113,6 +120,10 @@ class IdentityServer:
         self._max_streams = max_streams
         self._stream_max_age = stream_max_age
         self._password_policy = self.gateway.password_policy(settings.user_pool_id)
+        self.revocations: Revocations | None = None
+        self.limits: AttemptLimits | None = None
+        self._redis: Any = None
+        self._state_task: asyncio.Task[None] | None = None
         self.metrics_address: tuple[str, int] | None = None
         self._stopped = threading.Event()
 
@@ -127,17 +138,49 @@ class IdentityServer:
             self._close_loop()
             raise
 
+    def _shared_state(self) -> None:
+        """Revocations and attempt limits: in Redis when configured, else in memory."""
+        settings = self.settings
+        # An entry outlives every token it could match (lifetime and leeway).
+        horizon = 86400.0 + 60.0
+        options: dict[str, Any] = {
+            "horizon": horizon,
+            "grace": settings.revocation_grace,
+            "on_failure": settings.revocation_on_failure,
+        }
+        if settings.redis_url is not None:
+            self._redis = redis_client(settings.redis_url)
+            self.revocations = RedisRevocations(self._redis, **options)
+            counter: Any = RedisCounter(self._redis)
+        else:
+            self.revocations = Revocations(**options)
+            counter = MemoryCounter()
+        self.limits = AttemptLimits(
+            counter, settings.limits, trusted_proxies=settings.trusted_proxies
+        )
+
     async def _build(self) -> int:
         self.health = health.aio.HealthServicer()
         await self._set_health(serving=False)
-        verifier = AsyncVerifier(self.verifier, self.offload)
+        self._shared_state()
+        assert self.revocations is not None
+        assert self.limits is not None
+        verifier = AsyncVerifier(self.verifier, self.offload, self.revocations.check)
+        service = pb.DESCRIPTOR.services_by_name["IdentityService"]
+        policies = load_policies(service)
         interceptor = AuthInterceptor(
-            load_policies(pb.DESCRIPTOR.services_by_name["IdentityService"]),
+            policies,
             verifier.verify,
             observe=self.metrics.observe_rpc,
             access_log=self._access_log,
             max_streams=self._max_streams,
             stream_max_age=self._stream_max_age,
+            admit=self.limits.caller,
+            limited=[
+                name
+                for name, policy in policies.items()
+                if policy.public and not name.endswith("/VerifyToken")
+            ],
         )
         self.interceptor = interceptor
         # No maximum_concurrent_rpcs: grpc's bound counts streams and unary calls
@@ -160,6 +203,8 @@ class IdentityServer:
                 on_verify=self.metrics.observe_verify,
                 password_policy=self._password_policy,
                 response_cache_size=self.settings.verify_cache_size,
+                limits=self.limits,
+                revocations=self.revocations,
             ),
             self.server,
         )
@@ -190,6 +235,7 @@ class IdentityServer:
     def start(self) -> None:
         """Serve; health turns SERVING as soon as the key set is loaded."""
         self._on_loop(self.server.start())
+        self._on_loop(self._start_state())
         if self.settings.metrics_listen is not None and self._serve_metrics:
             host, port = self.metrics.serve(*self.settings.metrics_listen)
             self.metrics_address = (host, port)
@@ -213,6 +259,33 @@ class IdentityServer:
     async def _stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._state_task is not None:
+            self._state_task.cancel()
+        if self.revocations is not None:
+            await self.revocations.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _start_state(self) -> None:
+        assert self.revocations is not None
+        self.revocations.start()
+        self._state_task = asyncio.get_running_loop().create_task(self._watch_state())
+
+    async def _watch_state(self) -> None:
+        """Metrics and health follow the revocation state's mode, once a second.
+
+        While the store is lost past the grace period and the policy refuses,
+        health says NOT_SERVING: this replica cannot check sign-outs.
+        """
+        refusing = False
+        while True:
+            assert self.revocations is not None
+            mode = self.revocations.mode
+            self.metrics.set_revocation(mode, len(self.revocations))
+            if (mode == REFUSING) != refusing and self.keys.ready and not self._stopped.is_set():
+                refusing = mode == REFUSING
+                await self._set_health(serving=not refusing)
+            await asyncio.sleep(1.0)
 
     def serving_status(self) -> int:
         """The health status of the whole server (a HealthCheckResponse value)."""

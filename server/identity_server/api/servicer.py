@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from typing import Any, cast
 
 import grpc
@@ -30,9 +30,11 @@ from identity_server._errors import (
 )
 from identity_server._logging import mask_email
 from identity_server.api import validation as check
+from identity_server.api.limits import CODE, SIGN_IN, AttemptLimits
 from identity_server.api.policy import require_any
 from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
 from identity_server.cognito.password_policy import PasswordPolicy
+from identity_server.tokens.revocation import Revocations
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
@@ -152,8 +154,12 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         on_verify: Callable[[str], None] | None = None,
         password_policy: PasswordPolicy | None = None,
         response_cache_size: int = 10_000,
+        limits: AttemptLimits | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._gateway = gateway
+        self._limits = limits
+        self._revocations = revocations
         self._verifier = verifier
         self._blocking = offload.call
         self._on_verify = on_verify
@@ -174,6 +180,21 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if violations:
                 raise InvalidPassword(violations=violations)
 
+    def _failures(self, name: str, email: str) -> AbstractAsyncContextManager[None]:
+        """The attempt limit `name` (api/limits.py) on the failures of the body.
+
+        RespondToChallenge's code check is to be wrapped in
+        `self._failures(CODE, request.email)` as Confirm and ConfirmReset are.
+        """
+        if self._limits is None:
+            return nullcontext()
+        return self._limits.failures(name, email)
+
+    async def _mail(self, email: str) -> None:
+        """The attempt limit on mail sent to one address."""
+        if self._limits is not None:
+            await self._limits.mail(email)
+
     async def SignUp(self, request: pb.SignUpRequest, context: Context) -> pb.SignUpResponse:
         check.ensure(
             check.email(request.email),
@@ -189,25 +210,30 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     async def Confirm(self, request: pb.ConfirmRequest, context: Context) -> pb.ConfirmResponse:
         check.ensure(check.email(request.email), check.code(request.code))
-        with _audited("confirm_sign_up", request.email):
-            await self._blocking(self._gateway.confirm_sign_up, request.email, request.code)
+        async with self._failures(CODE, request.email):
+            with _audited("confirm_sign_up", request.email):
+                await self._blocking(self._gateway.confirm_sign_up, request.email, request.code)
         return pb.ConfirmResponse()
 
     async def ResendConfirmationCode(
         self, request: pb.ResendConfirmationCodeRequest, context: Context
     ) -> pb.ResendConfirmationCodeResponse:
         check.ensure(check.email(request.email))
+        await self._mail(request.email)
         await self._blocking(self._gateway.resend_confirmation_code, request.email)
         return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         check.ensure(check.email(request.email), check.password(request.password))
-        with _audited("sign_in", request.email) as entry:
-            result = await self._blocking(self._gateway.sign_in, request.email, request.password)
-            if isinstance(result, Tokens):
-                entry["sub"] = result.sub
-            else:
-                entry["event"] = "sign_in_challenge"
+        async with self._failures(SIGN_IN, request.email):
+            with _audited("sign_in", request.email) as entry:
+                result = await self._blocking(
+                    self._gateway.sign_in, request.email, request.password
+                )
+                if isinstance(result, Tokens):
+                    entry["sub"] = result.sub
+                else:
+                    entry["event"] = "sign_in_challenge"
         if isinstance(result, Tokens):
             return pb.SignInResponse(tokens=_tokens(result))
         return pb.SignInResponse(challenge=_challenge(result))
@@ -231,6 +257,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ForgotPasswordRequest, context: Context
     ) -> pb.ForgotPasswordResponse:
         check.ensure(check.email(request.email))
+        await self._mail(request.email)
         with _audited("password_reset_request", request.email):
             await self._blocking(self._gateway.forgot_password, request.email)
         return pb.ForgotPasswordResponse(code_delivery=_delivery(request.email))
@@ -244,13 +271,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             check.password(request.new_password, "new_password", new=True),
         )
         self._enforce_policy(request.new_password, "new_password")
-        with _audited("password_reset", request.email):
-            await self._blocking(
-                self._gateway.confirm_forgot_password,
-                request.email,
-                request.code,
-                request.new_password,
-            )
+        async with self._failures(CODE, request.email):
+            with _audited("password_reset", request.email):
+                await self._blocking(
+                    self._gateway.confirm_forgot_password,
+                    request.email,
+                    request.code,
+                    request.new_password,
+                )
         return pb.ConfirmResetResponse()
 
     async def VerifyToken(
@@ -322,11 +350,32 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(check.opaque(request.refresh_token, "refresh_token", required=False))
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
+            # The revocation is recorded first: whatever Cognito answers, the
+            # tokens stop passing VerifyToken and the interceptor.
             if request.refresh_token:
+                if self._revocations is not None:
+                    origin = await self._origin_of(request.refresh_token, caller.principal)
+                    if origin:
+                        await self._revocations.revoke_origin(origin)
                 await self._blocking(self._gateway.revoke_token, request.refresh_token)
             else:
+                if self._revocations is not None:
+                    await self._revocations.revoke_user(caller.principal.sub)
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
         return pb.SignOutResponse()
+
+    async def _origin_of(self, refresh_token: str, principal: VerifiedToken) -> str:
+        """The `origin_jti` of a refresh token: carried by the access token it issues.
+
+        Empty when the refresh token no longer works (Cognito then answers the
+        revocation as it would have anyway).
+        """
+        try:
+            tokens = await self._blocking(self._gateway.refresh, refresh_token, principal.username)
+            fresh = await self._blocking(self._verifier.verifier.verify, tokens.access_token)
+        except IdentityError:
+            return ""
+        return fresh.origin_jti
 
     async def SetUpTotp(
         self, request: pb.SetUpTotpRequest, context: Context

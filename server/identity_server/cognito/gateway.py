@@ -182,6 +182,10 @@ def _token_revoked() -> IdentityError:
     return TokenInvalid(reason="TOKEN_REVOKED")
 
 
+# The RetryInfo of Cognito's own lockout ("Password attempts exceeded"): it
+# starts at a second and doubles up to 15 minutes; a minute is a fair first wait.
+LOCKOUT_RETRY_SECONDS = 60.0
+
 # What each Cognito error means when no operation says otherwise.
 _DEFAULT_ERRORS: ErrorTable = {
     "NotAuthorizedException": InvalidCredentials,
@@ -445,6 +449,9 @@ class CognitoGateway:
                 log.error("app client secret rejected", extra={"operation": operation})
                 raise Internal() from None
             code = _error_code(exc)
+            if code == "NotAuthorizedException" and _attempts_exceeded(exc):
+                # Cognito's own lockout: told as a limit, not as a wrong password.
+                raise AttemptLimitExceeded(retry_after=LOCKOUT_RETRY_SECONDS) from None
             table = errors if code in errors else _DEFAULT_ERRORS
             factory = table.get(code, _unexpected(operation, code))
             if factory is None:
@@ -542,6 +549,12 @@ class CognitoGateway:
             session=response.get("Session", ""),
             parameters=dict(response.get("ChallengeParameters", {})),
         )
+
+
+def _attempts_exceeded(exc: ClientError) -> bool:
+    """Cognito's "Password attempts exceeded" (a NotAuthorizedException)."""
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    return "attempts exceeded" in message
 
 
 def _error_code(exc: ClientError) -> str:
