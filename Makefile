@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 PROTO_INCLUDE = $(shell $(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 PYTEST_ARGS ?=
 
-.PHONY: install proto check-proto lint fmt test pytest run bench clean
+.PHONY: install proto check-proto lint fmt test pytest run bench clean redis-server
 
 install: $(STAMP)
 
@@ -62,7 +62,12 @@ $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; \
 	else echo "npm not found: tests/client/test_node_client.py will skip"; fi
 
-pytest: $(STAMP) $(NODE_DEPS)
+# Debian's redis-server for the shared-state tests (skipped, saying so, without it).
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
+		echo "redis-server could not be installed: the Redis tests will skip"
+
+pytest: $(STAMP) $(NODE_DEPS) redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Starts the service on an embedded local Cognito (moto), on 127.0.0.1:50051.
@@ -73,6 +78,7 @@ run: $(STAMP)
 # and aws-jwt-verify for comparison; QUICK=1 for a short smoke run.
 bench: $(STAMP)
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	if command -v npm >/dev/null; then npm ci --prefix bench/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the aws-jwt-verify rows are skipped"; fi
 	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)
