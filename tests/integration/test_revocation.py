@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -21,6 +22,9 @@ from tests.conftest import LOOSE_LIMITS, PASSWORD, RunningServer, new_email, wai
 from tests.integration.test_process import free_port, run_server
 from tests.support.redis_server import RedisServer, redis_binary, running_redis
 from tests.support.rpc import failure
+
+# A connection of its own per channel (grpc shares them between like channels).
+OWN = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +149,16 @@ def test_a_sign_out_reaches_every_worker_and_replica_within_a_second(
                 workers.add(json.loads(line)["pid"])
             if len(workers) == 2:
                 break
+        # Keep reading its log: a full pipe would stall the workers.
+        threading.Thread(target=process.stderr.read, daemon=True).start()
         wait_serving(f"127.0.0.1:{port}")
         with ExitStack() as stack:
             # Separate connections: SO_REUSEPORT spreads them over both workers.
             targets = [f"127.0.0.1:{port}"] * 8 + [replica.target] * 2
             stubs = [
-                pb_grpc.IdentityServiceStub(stack.enter_context(grpc.insecure_channel(t)))
+                pb_grpc.IdentityServiceStub(
+                    stack.enter_context(grpc.insecure_channel(t, options=OWN))
+                )
                 for t in targets
             ]
             email = new_account(stubs[0])
