@@ -117,9 +117,8 @@ def test_failed_sign_ins_are_limited_per_email_alike_for_known_and_unknown(
     workers[0].Confirm(pb.ConfirmRequest(email=known, code="123456"), timeout=10)
     answers = {}
     for email in (known, unknown):
-        results = burst(
-            workers, "SignIn", lambda i, e=email: pb.SignInRequest(email=e, password="Wrong-pw-1")
-        )
+        request = pb.SignInRequest(email=email, password="Wrong-pw-1")
+        results = burst(workers, "SignIn", lambda i, r=request: r)
         assert outcomes(results) == {
             "INVALID_CREDENTIALS": LIMITS["sign_in"],
             "ATTEMPT_LIMIT_EXCEEDED": ATTEMPTS - LIMITS["sign_in"],
