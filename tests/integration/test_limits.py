@@ -118,7 +118,7 @@ def test_failed_sign_ins_are_limited_per_email_alike_for_known_and_unknown(
     answers = {}
     for email in (known, unknown):
         request = pb.SignInRequest(email=email, password="Wrong-pw-1")
-        results = burst(workers, "SignIn", lambda i, r=request: r)
+        results = burst(workers, "SignIn", lambda _: request)  # noqa: B023 - used at once
         assert outcomes(results) == {
             "INVALID_CREDENTIALS": LIMITS["sign_in"],
             "ATTEMPT_LIMIT_EXCEEDED": ATTEMPTS - LIMITS["sign_in"],
