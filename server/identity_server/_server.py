@@ -300,7 +300,9 @@ class IdentityServer:
 
     def _await_keys(self) -> None:
         while not self._stopped.is_set():
-            if self.keys.ready:
+            # Serving once the key set is loaded and sign-outs can be checked.
+            revocations = self.revocations
+            if self.keys.ready and (revocations is None or revocations.mode != REFUSING):
                 self._on_loop(self._set_health(serving=True))
                 log.info("key set loaded; serving")
                 return

@@ -19,7 +19,8 @@ written there with its own expiry and published; each process subscribes,
 applies what is pushed and, on every (re)connection, reads all entries again
 before it trusts its view. While the store is out of reach, the last known
 view is used for `grace` seconds; then `on_failure` decides: `refuse`
-(UNAVAILABLE `REVOCATION_UNAVAILABLE`) or `accept` tokens unchecked.
+(UNAVAILABLE `REVOCATION_UNAVAILABLE`) or `accept` tokens unchecked. Before
+the first full read there is no known view, and the policy applies at once.
 """
 
 from __future__ import annotations
@@ -166,8 +167,9 @@ class RedisRevocations(Revocations):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client = client
-        # Not trusted until the first full read.
-        self._lost_at = self._clock()
+        # Not trusted until the first full read: an empty view is no view, so
+        # the policy applies at once (no grace for a state never seen).
+        self._lost_at = self._clock() - self._grace - 1.0
         self._synced = asyncio.Event()
 
     async def _record(self, kind: str, ident: str, at: int) -> None:

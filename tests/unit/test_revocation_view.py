@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from identity_server._errors import TokenInvalid, Unavailable
-from identity_server.tokens.revocation import ORIGIN, USER, Revocations
+from identity_server.tokens.revocation import ORIGIN, USER, RedisRevocations, Revocations
 from identity_server.tokens.verifier import VerifiedToken
 
 
@@ -101,3 +101,13 @@ def test_a_lost_store_is_trusted_for_the_grace_period_then_the_policy_applies(
     revocations._set_lost(False)
     assert revocations.mode == "live"
     assert reason(revocations, token(sub="u2")) == "ok"
+
+
+def test_a_shared_view_never_read_from_its_store_follows_the_policy_at_once() -> None:
+    clock = Clock()
+    refusing = RedisRevocations(None, horizon=3600.0, grace=30.0, clock=clock)
+    assert refusing.mode == "refusing"
+    assert reason(refusing, token()) == "REVOCATION_UNAVAILABLE"
+    accepting = RedisRevocations(None, horizon=3600.0, on_failure="accept", clock=clock)
+    assert accepting.mode == "accepting"
+    assert reason(accepting, token()) == "ok"
