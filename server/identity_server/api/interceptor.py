@@ -46,7 +46,7 @@ from identity_server._errors import (
     TokenInvalid,
 )
 from identity_server._logging import log_rpc
-from identity_server.api.policy import OPEN_SERVICES, Policy, require_any
+from identity_server.api.policy import OPEN_SERVICES, Policy, require_any, require_tenant
 from identity_server.api.validation import MAX_TOKEN
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
@@ -167,9 +167,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise ServerBusy(retry_after=BUSY_RETRY_SECONDS)
                 self.calls += 1
                 try:
-                    tokens = _context.enter(
-                        _deadline(context), await self._authorize(method, policy, context)
-                    )
+                    caller = await self._authorize(method, policy, context)
+                    if caller is not None and policy is not None and policy.tenant_field:
+                        require_tenant(
+                            getattr(request, policy.tenant_field), caller.principal.claims
+                        )
+                    tokens = _context.enter(_deadline(context), caller)
                     try:
                         result = await behaviour(request, context)
                     finally:

@@ -31,7 +31,7 @@ from identity_server._errors import (
 from identity_server._logging import mask_email
 from identity_server.api import validation as check
 from identity_server.api.limits import CODE, SIGN_IN, AttemptLimits
-from identity_server.api.policy import require_any
+from identity_server.api.policy import require_any, require_tenant, tenant_of
 from identity_server.cognito.gateway import Challenge, CognitoGateway, Tokens
 from identity_server.cognito.password_policy import PasswordPolicy
 from identity_server.tokens.revocation import Revocations
@@ -129,6 +129,7 @@ def _verify_response(verified: VerifiedToken) -> pb.VerifyTokenResponse:
         principal.auth_time.seconds = verified.auth_time
     principal.jti = verified.jti
     principal.origin_jti = verified.origin_jti
+    principal.tenant_id = tenant_of(verified.claims)
     claims = response.claims
     fields = claims.fields
     for name, value in verified.claims.items():
@@ -304,6 +305,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 require_any(groups, verified.groups, "GROUP_REQUIRED")
             if scopes:
                 require_any(scopes, verified.scopes, "SCOPE_REQUIRED")
+            tenant = request.required_tenant_id
+            if tenant:
+                require_tenant(tenant, verified.claims)
         except IdentityError as exc:
             if self._on_verify is not None:
                 self._on_verify(exc.reason)
