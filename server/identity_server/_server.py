@@ -165,7 +165,8 @@ class IdentityServer:
         self._shared_state()
         assert self.revocations is not None
         assert self.limits is not None
-        verifier = AsyncVerifier(self.verifier, self.offload, self.revocations.check)
+        check = self.revocations.check if self.settings.revocation else None
+        verifier = AsyncVerifier(self.verifier, self.offload, check)
         service = pb.DESCRIPTOR.services_by_name["IdentityService"]
         policies = load_policies(service)
         interceptor = AuthInterceptor(

@@ -61,6 +61,8 @@ class Settings:
     revocation_on_failure: str = "refuse"
     limits: Mapping[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     trusted_proxies: frozenset[str] = frozenset()
+    # Off: tokens are not checked against sign-outs (for comparison in the bench).
+    revocation: bool = True
 
     @property
     def listen(self) -> str:
@@ -196,6 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         limits=_limits(env),
         trusted_proxies=_proxies(env),
+        revocation=_flag(env, "IDENTITY_REVOCATION", default=True),
     )
 
 
