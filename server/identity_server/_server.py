@@ -265,7 +265,7 @@ class IdentityServer:
         if self.revocations is not None:
             await self.revocations.stop()
         if self._redis is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     async def _start_state(self) -> None:
         assert self.revocations is not None
