@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import urllib.parse
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
@@ -33,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, LoopSafeKeys, Offload
+from identity_server._logging import register_secret
 from identity_server._metrics import Metrics
 from identity_server._settings import Settings
 from identity_server._tls import TlsFiles, check_listen_security, load_server_credentials
@@ -149,6 +151,9 @@ class IdentityServer:
             "on_failure": settings.revocation_on_failure,
         }
         if settings.redis_url is not None:
+            password = urllib.parse.urlsplit(settings.redis_url).password
+            if password:
+                register_secret(urllib.parse.unquote(password))
             self._redis = redis_client(settings.redis_url)
             self.revocations = RedisRevocations(self._redis, **options)
             counter: Any = RedisCounter(self._redis)

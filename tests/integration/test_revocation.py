@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._server import IdentityServer
 from identity_server._settings import load_settings
 from identity_server.local import LocalCognito
+from identity_server.tokens import revocation
 from tests.conftest import LOOSE_LIMITS, PASSWORD, RunningServer, new_email, wait_serving
 from tests.integration.test_process import free_port, run_server
 from tests.support.redis_server import RedisServer, redis_binary, running_redis
@@ -271,5 +273,27 @@ def test_a_lost_store_is_answered_from_the_last_state_then_by_policy(
             assert "ok" in seen
             assert seen <= allowed
     finally:
+        server.stop(grace=1)
+        store.stop()
+
+
+def test_a_store_that_stops_answering_without_closing_is_noticed(
+    identity_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(revocation, "_PING_EVERY", 0.2)
+    monkeypatch.setattr(revocation, "_SILENCE", 1.0)
+    store = RedisServer(redis_binary()).start()
+    server = in_process(redis_env(identity_server.cognito, "127.0.0.1:0", store.url))
+    revocations = server.revocations
+    assert revocations is not None
+    assert store.process is not None
+    try:
+        store.process.send_signal(signal.SIGSTOP)  # the link stays open, nothing answers
+        wait_for(lambda: revocations.mode != "live")
+        store.process.send_signal(signal.SIGCONT)
+        wait_for(lambda: revocations.mode == "live")
+    finally:
+        if store.process is not None:
+            store.process.send_signal(signal.SIGCONT)
         server.stop(grace=1)
         store.stop()

@@ -48,6 +48,7 @@ ORIGIN: Final = "o"
 # Modes, as health and metrics report them.
 LIVE, STALE, REFUSING, ACCEPTING = "live", "stale", "refusing", "accepting"
 _PRUNE_EVERY = 60.0
+_PING_EVERY, _SILENCE = 3.0, 10.0
 _RETRY_MIN, _RETRY_MAX = 0.2, 5.0
 _MAX_ID = 256
 
@@ -220,14 +221,23 @@ class RedisRevocations(Revocations):
             self._set_lost(False)
             self._synced.set()
             next_prune = self._clock() + _PRUNE_EVERY
+            # A link that dies silently (no reset) is found by its missing pongs.
+            heard = next_ping = time.monotonic()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    self._on_message(message.get("data"))
+                now = time.monotonic()
+                if message is not None:
+                    heard = now
+                    if message.get("type") == "message":
+                        self._on_message(message.get("data"))
+                if now >= next_ping:
+                    await pubsub.ping()
+                    next_ping = now + _PING_EVERY
+                if now - heard > _SILENCE:
+                    raise ConnectionError("no answer from the revocation store")
                 if self._clock() >= next_prune:
                     self.prune()
                     next_prune = self._clock() + _PRUNE_EVERY
-                    await pubsub.ping()
         finally:
             with contextlib.suppress(Exception):  # closing a broken link may fail too
                 await pubsub.aclose()
