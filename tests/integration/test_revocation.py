@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis as redis_py
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from identity.v1 import identity_service_pb2 as pb
@@ -187,9 +188,18 @@ def test_entries_written_before_start_are_read_at_connection(
     email = new_account(stub)
     tokens = sign_in(stub, email)
     sub = stub.VerifyToken(pb.VerifyTokenRequest(token=tokens.access_token)).principal.sub
-    # Written straight into the store, never published: only a resync finds it.
-    redis.command("SET", f"identity:revoked:u:{sub}", str(int(time.time())), "EX", "600")
+    # Written straight into the store, never published: only a resync finds it,
+    # among other users' entries (more than one SCAN step).
+    client = redis_py.Redis.from_url(redis.url)
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(2500):
+            pipe.set(f"identity:revoked:u:other-{i}", int(time.time()), ex=600)
+        pipe.set(f"identity:revoked:u:{sub}", int(time.time()), ex=600)
+        pipe.execute()
+    client.close()
     server = in_process(redis_env(identity_server.cognito, "127.0.0.1:0", redis.url))
+    assert server.revocations is not None
+    assert len(server.revocations) >= 2501
     try:
         with grpc.insecure_channel(server.target) as channel:
             shared = pb_grpc.IdentityServiceStub(channel)

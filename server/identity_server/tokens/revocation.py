@@ -243,16 +243,23 @@ class RedisRevocations(Revocations):
                 await pubsub.aclose()
 
     async def _resync(self) -> None:
-        """Read every entry of the store (merged: entries are only ever added)."""
-        async for key in self._client.scan_iter(match=f"{KEY_PREFIX}*", count=1000):
-            value = await self._client.get(key)
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            kind, _, ident = name[len(KEY_PREFIX) :].partition(":")
-            if value is not None:
-                try:
-                    self.apply(kind, ident, int(value))
-                except ValueError:
-                    continue
+        """Read every entry of the store (merged: entries are only ever added).
+
+        A thousand keys per SCAN step, their values in one MGET.
+        """
+        cursor = 0
+        while True:
+            cursor, keys = await self._client.scan(cursor, match=f"{KEY_PREFIX}*", count=1000)
+            if keys:
+                values = await self._client.mget(keys)
+                for key, value in zip(keys, values, strict=True):
+                    name = key.decode() if isinstance(key, bytes) else str(key)
+                    kind, _, ident = name[len(KEY_PREFIX) :].partition(":")
+                    if value is not None:
+                        with contextlib.suppress(ValueError):
+                            self.apply(kind, ident, int(value))
+            if not cursor:
+                return
 
     def _on_message(self, data: object) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
