@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ from tests.support.rpc import Failure, failure
 LIMITS = {"sign_in": 5, "code": 5, "mail": 3, "caller": 40}
 ATTEMPTS = 200
 CONNECTIONS = 10
+# The worker processes that answered calls (from their access log).
+ANSWERED_BY: set[int] = set()
 
 # A connection of its own per channel (grpc shares them between like channels).
 OWN = [("grpc.use_local_subchannel_pool", 1)]
@@ -54,8 +57,16 @@ def workers(identity_server: RunningServer, redis: RedisServer) -> Iterator[list
             listening += json.loads(line).get("message") == "listening"
             if listening == 2:
                 break
-        # Keep reading its log: a full pipe would stall the workers.
-        threading.Thread(target=process.stderr.read, daemon=True).start()
+        # Keep reading its log (a full pipe would stall the workers): who answered.
+        stream = process.stderr
+
+        def read_log() -> None:
+            for line in stream:
+                entry = json.loads(line)
+                if "method" in entry:
+                    ANSWERED_BY.add(entry["pid"])
+
+        threading.Thread(target=read_log, daemon=True).start()
         wait_serving(f"127.0.0.1:{port}")
         with ExitStack() as stack:
             yield [
@@ -126,6 +137,10 @@ def test_failed_sign_ins_are_limited_per_email_alike_for_known_and_unknown(
         answers[email] = limited(results)
         assert len(answers[email]) == 1
     assert answers[known] == answers[unknown]
+    deadline = time.monotonic() + 5  # the log is read by another thread
+    while len(ANSWERED_BY) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ANSWERED_BY) == 2  # the attempts were spread over both workers
 
 
 def test_wrong_codes_are_limited_per_email(workers: list[Any]) -> None:

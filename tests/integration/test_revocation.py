@@ -152,8 +152,17 @@ def test_a_sign_out_reaches_every_worker_and_replica_within_a_second(
                 workers.add(json.loads(line)["pid"])
             if len(workers) == 2:
                 break
-        # Keep reading its log: a full pipe would stall the workers.
-        threading.Thread(target=process.stderr.read, daemon=True).start()
+        # Keep reading its log (a full pipe would stall the workers): who answered.
+        answered_by: set[int] = set()
+        stream = process.stderr
+
+        def read_log() -> None:
+            for line in stream:
+                entry = json.loads(line)
+                if entry.get("method", "").endswith("/VerifyToken"):
+                    answered_by.add(entry["pid"])
+
+        threading.Thread(target=read_log, daemon=True).start()
         wait_serving(f"127.0.0.1:{port}")
         with ExitStack() as stack:
             # Separate connections: SO_REUSEPORT spreads them over both workers.
@@ -175,6 +184,7 @@ def test_a_sign_out_reaches_every_worker_and_replica_within_a_second(
                     i for i in pending if verify_reason(stubs[i], tokens.access_token) == "ok"
                 }
             assert not pending, f"connections still accepting after 1 s: {sorted(pending)}"
+            wait_for(lambda: answered_by == workers)  # both workers took part
     finally:
         replica.stop(grace=1)
         process.terminate()
