@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from identity_server.local import LocalCognito
 from identity_server.tokens import revocation
 from tests.conftest import LOOSE_LIMITS, PASSWORD, RunningServer, new_email, wait_serving
 from tests.integration.test_process import free_port, run_server
+from tests.support.pki import make_pki
 from tests.support.redis_server import RedisServer, redis_binary, running_redis
 from tests.support.rpc import failure
 
@@ -315,5 +317,38 @@ def test_a_store_that_stops_answering_without_closing_is_noticed(
     finally:
         if store.process is not None:
             store.process.send_signal(signal.SIGCONT)
+        server.stop(grace=1)
+        store.stop()
+
+
+def test_a_tls_store_with_a_password_is_followed_and_a_wrong_password_is_not_trusted(
+    identity_server: RunningServer, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    tls = (pki.server.cert, pki.server.key, pki.ca.cert)
+    store = RedisServer(redis_binary(), password="s3cret-Pass", tls=tls).start()
+    server = in_process(redis_env(identity_server.cognito, "127.0.0.1:0", store.url))
+    wrong = IdentityServer(
+        load_settings(
+            redis_env(identity_server.cognito, "127.0.0.1:0", store.url.replace("s3cret", "wrong"))
+        ),
+        access_log=False,
+        serve_metrics=False,
+    )
+    try:
+        assert server.revocations is not None
+        assert server.revocations.mode == "live"
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.IdentityServiceStub(channel)
+            tokens = sign_in(stub, new_account(stub))
+            sign_out(stub, tokens.access_token)
+            assert verify_reason(stub, tokens.access_token) == "TOKEN_REVOKED"
+        wrong.start()
+        time.sleep(1.0)
+        assert wrong.revocations is not None
+        assert wrong.revocations.mode == "refusing"
+        assert health(wrong.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        wrong.stop(grace=1)
         server.stop(grace=1)
         store.stop()

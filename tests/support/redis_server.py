@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,21 +26,36 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; `stop` and `start` again keep its port."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(
+        self, binary: str, *, password: str = "", tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate, key, CA) to serve TLS only; `password`: requirepass."""
         self.binary = binary
         self.port = _free_port()
+        self.password = password
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        if self.tls is None:
+            return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"rediss://{auth}localhost:{self.port}/0?ssl_ca_certs={self.tls[2]}"
 
     def start(self) -> RedisServer:
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            cert, key, ca = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            listen += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+            listen += ["--tls-auth-clients", "no"]
+        if self.password:
+            listen += ["--requirepass", self.password]
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *listen,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -60,10 +77,15 @@ class RedisServer:
         raise TimeoutError("redis-server did not start")
 
     def ping(self) -> bool:
+        """True once it answers (a refusal for want of AUTH is an answer)."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                conn = raw
+                if self.tls is not None:
+                    context = ssl.create_default_context(cafile=str(self.tls[2]))
+                    conn = context.wrap_socket(raw, server_hostname="localhost")
                 conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
