@@ -17,6 +17,7 @@ Series (all prefixed `identity_`):
 | `identity_cognito_seconds` | histogram | `operation` |
 | `identity_revocation_mode` | gauge | `mode` (`live`, `stale`, `refusing`, `accepting`) |
 | `identity_revocation_entries` | gauge | |
+| `identity_attempt_limit_total` | counter | `limit` (`sign_in`, `code`, `mail`, `caller`) |
 
 Label cardinality: every label value must come from a fixed, small set known
 to the code: gRPC method names of the service, gRPC status code names, the
@@ -117,6 +118,12 @@ class Metrics:
             ("mode",),
             registry=self.registry,
         )
+        self.attempt_limits = Counter(
+            "identity_attempt_limit_total",
+            "Attempts refused by an attempt limit, by limit.",
+            ("limit",),
+            registry=self.registry,
+        )
         self.revocation_entries = Gauge(
             "identity_revocation_entries",
             "Sign-out entries (users and refresh tokens) this process holds.",
@@ -180,6 +187,10 @@ class Metrics:
             self._rpc_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_attempt_limit(self, limit: str) -> None:
+        """An attempt refused by the limit `limit` (api/limits.py)."""
+        self.attempt_limits.labels(limit).inc()
 
     def set_revocation(self, mode: str, entries: int) -> None:
         """The revocation state's mode (tokens/revocation.py) and its size."""

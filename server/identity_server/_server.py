@@ -161,7 +161,10 @@ class IdentityServer:
             self.revocations = Revocations(**options)
             counter = MemoryCounter()
         self.limits = AttemptLimits(
-            counter, settings.limits, trusted_proxies=settings.trusted_proxies
+            counter,
+            settings.limits,
+            trusted_proxies=settings.trusted_proxies,
+            on_trip=self.metrics.observe_attempt_limit,
         )
 
     async def _build(self) -> int:

@@ -22,22 +22,26 @@ class Clock:
         return self.now
 
 
-def limits(clock: Clock, trusted: tuple[str, ...] = ()) -> AttemptLimits:
+def limits(
+    clock: Clock, trusted: tuple[str, ...] = (), tripped: list[str] | None = None
+) -> AttemptLimits:
     return AttemptLimits(
         MemoryCounter(clock),
         {"sign_in": (2, 60.0), "code": (2, 60.0), "mail": (1, 60.0), "caller": (3, 10.0)},
         trusted_proxies=trusted,
+        on_trip=None if tripped is None else tripped.append,
     )
 
 
 def test_a_window_admits_its_limit_then_refuses_with_the_time_left() -> None:
-    clock = Clock()
-    limited = limits(clock)
+    clock, tripped = Clock(), list[str]()
+    limited = limits(clock, tripped=tripped)
     asyncio.run(limited.mail("A@example.com"))
     clock.now += 20
     with pytest.raises(AttemptLimitExceeded) as refused:
         asyncio.run(limited.mail("a@example.com "))  # the same address
     assert refused.value.retry_after == pytest.approx(40.0)
+    assert tripped == ["mail"]
     clock.now += 41
     asyncio.run(limited.mail("a@example.com"))
 

@@ -149,8 +149,10 @@ class AttemptLimits:
         limits: Mapping[str, tuple[int, float]],
         *,
         trusted_proxies: Collection[str] = (),
+        on_trip: Callable[[str], None] | None = None,
     ) -> None:
         self._counter = counter
+        self._on_trip = on_trip
         self._limits = dict(limits)
         self._trusted = frozenset(trusted_proxies)
 
@@ -160,6 +162,8 @@ class AttemptLimits:
         key = f"{KEY_PREFIX}{name}:{_digest(subject)}"
         left = await self._counter.take(key, limit, window)
         if left is not None:
+            if self._on_trip is not None:
+                self._on_trip(name)
             audit.warning(
                 "attempt limit reached",
                 extra={"event": "attempt_limit", "limit": name, "subject": shown},
