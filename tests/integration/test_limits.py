@@ -189,3 +189,33 @@ def test_a_successful_sign_in_gives_its_slot_back(workers: list[Any]) -> None:
         workers[1].SignIn(
             pb.SignInRequest(email=email, password=PASSWORD), metadata=caller, timeout=10
         )
+
+
+@pytest.mark.parametrize(
+    ("method", "limit", "request_for"),
+    # (Not the code limits: the local Cognito takes any code from a known
+    # account, so only unknown ones fail there; test_wrong_codes_... covers them.)
+    [
+        ("ForgotPassword", "mail", lambda e: pb.ForgotPasswordRequest(email=e)),
+        ("ResendConfirmationCode", "mail", lambda e: pb.ResendConfirmationCodeRequest(email=e)),
+    ],
+)
+def test_limited_answers_are_alike_for_known_and_unknown_emails(
+    workers: list[Any], method: str, limit: str, request_for: Callable[[str], object]
+) -> None:
+    known, unknown = twin_emails()
+    workers[0].SignUp(pb.SignUpRequest(email=known, password=PASSWORD), timeout=10)
+    caller = forwarded()
+    answers = []
+    for email in (known, unknown):
+        outcomes_seen = []
+        for _ in range(LIMITS[limit] + 1):
+            try:
+                getattr(workers[1], method)(request_for(email), metadata=caller, timeout=10)
+                outcomes_seen.append("ok")
+            except grpc.RpcError as error:
+                outcomes_seen.append(failure(error).reason)
+        assert outcomes_seen[-1] == "ATTEMPT_LIMIT_EXCEEDED"
+        assert "ATTEMPT_LIMIT_EXCEEDED" not in outcomes_seen[:-1]
+        answers.append(outcomes_seen)
+    assert answers[0] == answers[1]
