@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/identity/v1/*.proto)
 PROTO_INCLUDE = $(shell $(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 PYTEST_ARGS ?=
 
-.PHONY: install proto check-proto lint fmt test pytest run bench clean browser
+.PHONY: install proto check-proto lint fmt test pytest run bench clean browser redis-server
 
 install: $(STAMP)
 
@@ -76,7 +76,12 @@ browser:
 	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
 		|| echo "apt-get could not install chromium chromium-driver; the browser test will skip"; fi
 
-pytest: $(STAMP) $(NODE_DEPS) browser
+# Debian's redis-server for the shared-state tests (skipped, saying so, without it).
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
+		echo "redis-server could not be installed: the Redis tests will skip"
+
+pytest: $(STAMP) $(NODE_DEPS) browser redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Starts the service on an embedded local Cognito (moto and its fidelity layer),
@@ -89,6 +94,7 @@ run: $(STAMP)
 # and aws-jwt-verify for comparison; QUICK=1 for a short smoke run.
 bench: $(STAMP)
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	if command -v npm >/dev/null; then npm ci --prefix bench/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the aws-jwt-verify rows are skipped"; fi
 	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)

@@ -47,6 +47,7 @@ from bench._servers import (
     ROOT,
     BenchError,
     JwksServer,
+    RedisProcess,
     ServerProcess,
     identity_server,
     probe_server,
@@ -57,6 +58,8 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 VERIFY_TOKEN = "/identity.v1.IdentityService/VerifyToken"
 # The server's default verified-token cache size (IDENTITY_VERIFY_CACHE_SIZE).
 SERVER_CACHE_SIZE = 10_000
+# Sign-outs of other users in the shared state while VerifyToken is measured.
+SIGN_OUTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class Bench:
         self.repeated = self.tokens[0]
         self.server_lines: list[str] = []
         self.aio_offset = 0
+        # Every server shares one Redis: the sign-out state (several workers need it).
+        self.redis_url: str | None = None
 
     # -- servers ---------------------------------------------------------
 
@@ -125,9 +130,22 @@ class Bench:
         return server
 
     def _identity(
-        self, stack: ExitStack, workers: int, cache: int | None, what: str
+        self,
+        stack: ExitStack,
+        workers: int,
+        cache: int | None,
+        what: str,
+        *,
+        revocation: bool = True,
     ) -> ServerProcess:
-        server = identity_server(self.work, self.jwks.url, workers=workers, verify_cache_size=cache)
+        server = identity_server(
+            self.work,
+            self.jwks.url,
+            workers=workers,
+            verify_cache_size=cache,
+            redis_url=self.redis_url,
+            revocation=revocation,
+        )
         return self._start(stack, server, what)
 
     # -- scenarios -------------------------------------------------------
@@ -210,6 +228,7 @@ class Bench:
             "c2": Row("(c2)", "VerifyToken, all-distinct tokens, grpc.aio generator"),
             "w1": Row("(w1)", "VerifyToken repeated, IDENTITY_WORKERS=1, h2load"),
             "w2": Row("(w2)", "VerifyToken repeated, IDENTITY_WORKERS=2, h2load"),
+            "r0": Row("(r0)", "VerifyToken repeated, sign-out check off, h2load"),
             "ps": Row("(ps)", "probe: do-nothing Check, sync grpc.server, 1 process"),
             "pa": Row("(pa)", "probe: do-nothing Check, grpc.aio server, 1 process"),
             "vd": Row("(vd)", "in-process TokenVerifier, distinct tokens (cache off)"),
@@ -218,12 +237,24 @@ class Bench:
             "nr": Row("(nr)", "aws-jwt-verify verifySync, one repeated token"),
         }
         rows["c1"].notes.append("= per-call work of a distinct token")
+        rows["b"].notes.append(f"sign-out check on: Redis, {SIGN_OUTS:,} entries")
         with ExitStack() as stack:
+            redis = stack.enter_context(RedisProcess(self.work))
+            redis.seed_sign_outs(SIGN_OUTS)
+            self.redis_url = redis.url
+            self.server_lines.append(f"  redis-server: {redis.url}, shared by every server")
             main = self._identity(
                 stack, w, None, f"server IDENTITY_WORKERS={w} = the default (a, b, c2)"
             )
             no_cache = self._identity(
                 stack, w, 0, f"server IDENTITY_WORKERS={w}, IDENTITY_VERIFY_CACHE_SIZE=0 (c1)"
+            )
+            off = self._identity(
+                stack,
+                w,
+                None,
+                f"server IDENTITY_WORKERS={w}, IDENTITY_REVOCATION=off (r0)",
+                revocation=False,
             )
             one = main if w == 1 else self._identity(stack, 1, None, "server IDENTITY_WORKERS=1")
             two = main if w == 2 else self._identity(stack, 2, None, "server IDENTITY_WORKERS=2")
@@ -233,6 +264,7 @@ class Bench:
                 ("a", self._h2load(main, HEALTH_CHECK, health)),
                 ("b", self._h2load(main, VERIFY_TOKEN, verify)),
                 ("c1", self._h2load(no_cache, VERIFY_TOKEN, verify)),
+                ("r0", self._h2load(off, VERIFY_TOKEN, verify)),
                 ("a'", self._aio(main, HEALTH_CHECK, [health])),
                 ("c2", self._aio(main, VERIFY_TOKEN, distinct)),
                 ("w1", self._h2load(one, VERIFY_TOKEN, verify)),
@@ -299,6 +331,7 @@ class Bench:
         ratios = [
             Ratio("(b)/(a)   VerifyToken repeated / health Check", r["b"], r["a"], 0.9),
             Ratio("(c1)/(a)  VerifyToken cache off / health Check", r["c1"], r["a"], 0.8),
+            Ratio("(b)/(r0)  VerifyToken sign-out check on / off", r["b"], r["r0"], 0.95),
             Ratio("(c2)/(a') VerifyToken distinct / health Check (aio gen)", r["c2"], r["a'"], 0.7),
             Ratio("(w2)/(w1) two workers / one worker, VerifyToken", r["w2"], r["w1"], 1.6),
             Ratio("(vd)/(nd) in-process distinct / aws-jwt-verify", r["vd"], r["nd"], 1.2),
@@ -316,6 +349,11 @@ class Bench:
         targets: list[Target] = [
             at_least(
                 "VerifyToken repeated >= 0.9 x health Check, (b)/(a)", by_label["(b)/(a)"], 0.9
+            ),
+            at_least(
+                "sign-out check on >= 0.95 x off, ((b)/(a)) / ((r0)/(a)) = (b)/(r0)",
+                by_label["(b)/(r0)"],
+                0.95,
             ),
             below(
                 "VerifyToken repeated at half load: p99 < 5 ms, (b/2)",
@@ -374,7 +412,7 @@ class Bench:
             *self.server_lines,
         ]
         sections = [
-            ("gRPC over loopback", [r[k] for k in ("a", "b", "b/2", "c1", "a'", "c2")]),
+            ("gRPC over loopback", [r[k] for k in ("a", "b", "b/2", "c1", "r0", "a'", "c2")]),
             ("workers (SO_REUSEPORT)", [r["w1"], r["w2"]]),
             ("serving-model probe", [r["ps"], r["pa"]]),
             ("verifier alone (calls/s on one core)", [r[k] for k in ("vd", "vr", "nd", "nr")]),

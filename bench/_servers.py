@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -283,6 +284,67 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+class RedisProcess:
+    """Debian's redis-server on a free loopback port, without persistence (a context manager)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://{LOOPBACK}:{self.port}/0"
+        self._log_path = log_dir / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisProcess:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise BenchError("redis-server not found (make bench installs it)")
+        self._process = subprocess.Popen(  # noqa: S603 - argv built here
+            [binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "",
+             "--appendonly", "no", "--logfile", str(self._log_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((LOOPBACK, self.port), timeout=0.5) as connection,
+            ):
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.05)
+        self.__exit__(None, None, None)
+        raise BenchError("redis-server did not start")
+
+    def seed_sign_outs(self, count: int) -> None:
+        """`count` sign-outs of other users, so the revocation state is not empty."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        now = int(time.time())
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(count):
+                pipe.set(f"identity:revoked:u:bench-user-{i}", now, ex=3600)
+            pipe.execute()
+        client.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+
 def identity_server(
     log_dir: Path,
     jwks_url: str,
@@ -290,6 +352,8 @@ def identity_server(
     workers: int,
     verify_cache_size: int | None = None,
     name: str = "identity server",
+    redis_url: str | None = None,
+    revocation: bool = True,
 ) -> ServerProcess:
     """The real server (`python -m identity_server`) over the benchmark's key set."""
     env = {
@@ -312,6 +376,10 @@ def identity_server(
     )
     if verify_cache_size is not None:
         env["IDENTITY_VERIFY_CACHE_SIZE"] = str(verify_cache_size)
+    if redis_url is not None:  # the shared sign-out state (needed above one worker)
+        env["IDENTITY_REDIS_URL"] = redis_url
+    if not revocation:
+        env["IDENTITY_REVOCATION"] = "off"
     port = free_port()
     env["IDENTITY_LISTEN"] = f"{LOOPBACK}:{port}"
     argv = [sys.executable, "-m", "identity_server"]

@@ -84,6 +84,8 @@ class Principal:
     origin_jti: str
     claims: Mapping[str, object] = field(repr=False, compare=False)
     """Every claim of the token's payload."""
+    tenant_id: str = ""
+    """The user's tenant (the `custom:tenant_id` claim), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,7 @@ def principal(message: pb.VerifyTokenResponse) -> Principal:
         jti=p.jti,
         origin_jti=p.origin_jti,
         claims=MappingProxyType(claims),
+        tenant_id=p.tenant_id,
     )
 
 

@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 from identity.v1 import access_policy_pb2
 from identity.v1 import identity_service_pb2 as pb
 from identity_client._config import RetryPolicy
-from identity_client._errors import IdentityError
+from identity_client._errors import AttemptLimitExceeded, IdentityError
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -124,9 +124,12 @@ def retry_delay(
     (1-based) failed with `error`, or None when it must not be tried again.
 
     UNAVAILABLE is retried; RESOURCE_EXHAUSTED only when the server sent a
-    `RetryInfo`, whose delay is waited out before the jittered back-off.
+    `RetryInfo`, whose delay is waited out before the jittered back-off, and
+    never for an attempt limit (its window is minutes; the caller decides).
     """
     if not rpc.retryable or attempt >= policy.max_attempts:
+        return None
+    if isinstance(error, AttemptLimitExceeded):
         return None
     if error.code is grpc.StatusCode.UNAVAILABLE:
         floor = error.retry_delay or 0.0

@@ -66,13 +66,23 @@ class LoopSafeKeys(JwksCache):
 class AsyncVerifier:
     """`TokenVerifier.verify` for the loop: inline, or on the pool when a fetch may be due."""
 
-    def __init__(self, verifier: TokenVerifier, offload: Offload) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        offload: Offload,
+        revoked: Callable[[VerifiedToken], None] | None = None,
+    ) -> None:
         self.verifier = verifier
         self._offload = offload
+        # The revocation check (tokens/revocation.py), on every answer, cache hits too.
+        self._revoked = revoked
 
     async def verify(self, token: str, token_use: TokenUse = "access") -> VerifiedToken:
         """The principal of a valid token, or TokenInvalid / Unavailable."""
         try:
-            return self.verifier.verify(token, token_use)
+            verified = self.verifier.verify(token, token_use)
         except KeyFetchNeeded:
-            return await self._offload.call(self.verifier.verify, token, token_use)
+            verified = await self._offload.call(self.verifier.verify, token, token_use)
+        if self._revoked is not None:
+            self._revoked(verified)
+        return verified

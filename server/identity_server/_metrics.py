@@ -15,6 +15,9 @@ Series (all prefixed `identity_`):
 | `identity_jwks_fetch_total` | counter | `result` (`ok` or `error`) |
 | `identity_cognito_calls_total` | counter | `operation`, `error` |
 | `identity_cognito_seconds` | histogram | `operation` |
+| `identity_revocation_mode` | gauge | `mode` (`live`, `stale`, `refusing`, `accepting`) |
+| `identity_revocation_entries` | gauge | |
+| `identity_attempt_limit_total` | counter | `limit` (`sign_in`, `code`, `mail`, `caller`) |
 
 Label cardinality: every label value must come from a fixed, small set known
 to the code: gRPC method names of the service, gRPC status code names, the
@@ -34,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import make_wsgi_app
 
 METRICS_PATH = "/metrics"
@@ -109,6 +112,23 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.revocation_mode = Gauge(
+            "identity_revocation_mode",
+            "The sign-out state: 1 for its current mode (live, stale, refusing, accepting).",
+            ("mode",),
+            registry=self.registry,
+        )
+        self.attempt_limits = Counter(
+            "identity_attempt_limit_total",
+            "Attempts refused by an attempt limit, by limit.",
+            ("limit",),
+            registry=self.registry,
+        )
+        self.revocation_entries = Gauge(
+            "identity_revocation_entries",
+            "Sign-out entries (users and refresh tokens) this process holds.",
+            registry=self.registry,
+        )
         self.rpc_total = Counter(
             "identity_rpc_total",
             "RPCs handled, by method and gRPC status code.",
@@ -167,6 +187,16 @@ class Metrics:
             self._rpc_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_attempt_limit(self, limit: str) -> None:
+        """An attempt refused by the limit `limit` (api/limits.py)."""
+        self.attempt_limits.labels(limit).inc()
+
+    def set_revocation(self, mode: str, entries: int) -> None:
+        """The revocation state's mode (tokens/revocation.py) and its size."""
+        for name in ("live", "stale", "refusing", "accepting"):
+            self.revocation_mode.labels(name).set(1 if name == mode else 0)
+        self.revocation_entries.set(entries)
 
     def observe_verify(self, outcome: str) -> None:
         """Count one token verification: "ok" or a fixed failure reason."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import urllib.parse
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
@@ -33,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
 from identity_server._aio import AsyncVerifier, LoopSafeKeys, Offload
+from identity_server._logging import register_secret
 from identity_server._metrics import Metrics
 from identity_server._settings import Settings
 from identity_server._tls import TlsFiles, check_listen_security, load_server_credentials
@@ -42,6 +44,7 @@ from identity_server.api.interceptor import (
     STREAM_MAX_AGE,
     AuthInterceptor,
 )
+from identity_server.api.limits import AttemptLimits, MemoryCounter, RedisCounter
 from identity_server.api.policy import load_policies
 from identity_server.api.reflection import enable_reflection
 from identity_server.api.servicer import IdentityServicer
@@ -50,6 +53,12 @@ from identity_server.cognito.gateway import CognitoGateway
 from identity_server.cognito.hosted_ui import HostedUi
 from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.tokens.jwks import JwksCache
+from identity_server.tokens.revocation import (
+    REFUSING,
+    RedisRevocations,
+    Revocations,
+    redis_client,
+)
 from identity_server.tokens.verifier import TokenVerifier
 
 log = logging.getLogger("identity_server")
@@ -120,6 +129,10 @@ class IdentityServer:
         self._max_streams = max_streams
         self._stream_max_age = stream_max_age
         self._password_policy = self.gateway.password_policy(settings.user_pool_id)
+        self.revocations: Revocations | None = None
+        self.limits: AttemptLimits | None = None
+        self._redis: Any = None
+        self._state_task: asyncio.Task[None] | None = None
         self.metrics_address: tuple[str, int] | None = None
         self._stopped = threading.Event()
 
@@ -134,18 +147,57 @@ class IdentityServer:
             self._close_loop()
             raise
 
+    def _shared_state(self) -> None:
+        """Revocations and attempt limits: in Redis when configured, else in memory."""
+        settings = self.settings
+        # An entry outlives every token it could match (lifetime and leeway).
+        horizon = 86400.0 + 60.0
+        options: dict[str, Any] = {
+            "horizon": horizon,
+            "grace": settings.revocation_grace,
+            "on_failure": settings.revocation_on_failure,
+        }
+        if settings.redis_url is not None:
+            password = urllib.parse.urlsplit(settings.redis_url).password
+            if password:
+                register_secret(urllib.parse.unquote(password))
+            self._redis = redis_client(settings.redis_url)
+            self.revocations = RedisRevocations(self._redis, **options)
+            counter: Any = RedisCounter(self._redis)
+        else:
+            self.revocations = Revocations(**options)
+            counter = MemoryCounter()
+        self.limits = AttemptLimits(
+            counter,
+            settings.limits,
+            trusted_proxies=settings.trusted_proxies,
+            on_trip=self.metrics.observe_attempt_limit,
+        )
+
     async def _build(self) -> int:
         self.health = health.aio.HealthServicer()
         await self._set_health(serving=False)
-        verifier = AsyncVerifier(self.verifier, self.offload)
+        self._shared_state()
+        assert self.revocations is not None
+        assert self.limits is not None
+        check = self.revocations.check if self.settings.revocation else None
+        verifier = AsyncVerifier(self.verifier, self.offload, check)
         self.federation = self._federation()
+        service = pb.DESCRIPTOR.services_by_name["IdentityService"]
+        policies = load_policies(service)
         interceptor = AuthInterceptor(
-            load_policies(pb.DESCRIPTOR.services_by_name["IdentityService"]),
+            policies,
             verifier.verify,
             observe=self.metrics.observe_rpc,
             access_log=self._access_log,
             max_streams=self._max_streams,
             stream_max_age=self._stream_max_age,
+            admit=self.limits.caller,
+            limited=[
+                name
+                for name, policy in policies.items()
+                if policy.public and not name.endswith("/VerifyToken")
+            ],
         )
         self.interceptor = interceptor
         # No maximum_concurrent_rpcs: grpc's bound counts streams and unary calls
@@ -171,6 +223,8 @@ class IdentityServer:
                 identity_pool=self.identity_pool,
                 totp_issuer=self.settings.totp_issuer,
                 federation=self.federation,
+                limits=self.limits,
+                revocations=self.revocations,
             ),
             self.server,
         )
@@ -216,6 +270,7 @@ class IdentityServer:
     def start(self) -> None:
         """Serve; health turns SERVING as soon as the key set is loaded."""
         self._on_loop(self.server.start())
+        self._on_loop(self._start_state())
         if self.settings.metrics_listen is not None and self._serve_metrics:
             host, port = self.metrics.serve(*self.settings.metrics_listen)
             self.metrics_address = (host, port)
@@ -242,6 +297,33 @@ class IdentityServer:
     async def _stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._state_task is not None:
+            self._state_task.cancel()
+        if self.revocations is not None:
+            await self.revocations.stop()
+        if self._redis is not None:
+            await self._redis.aclose(close_connection_pool=True)
+
+    async def _start_state(self) -> None:
+        assert self.revocations is not None
+        self.revocations.start()
+        self._state_task = asyncio.get_running_loop().create_task(self._watch_state())
+
+    async def _watch_state(self) -> None:
+        """Metrics and health follow the revocation state's mode, once a second.
+
+        While the store is lost past the grace period and the policy refuses,
+        health says NOT_SERVING: this replica cannot check sign-outs.
+        """
+        refusing = False
+        while True:
+            assert self.revocations is not None
+            mode = self.revocations.mode
+            self.metrics.set_revocation(mode, len(self.revocations))
+            if (mode == REFUSING) != refusing and self.keys.ready and not self._stopped.is_set():
+                refusing = mode == REFUSING
+                await self._set_health(serving=not refusing)
+            await asyncio.sleep(1.0)
 
     def serving_status(self) -> int:
         """The health status of the whole server (a HealthCheckResponse value)."""
@@ -256,7 +338,9 @@ class IdentityServer:
 
     def _await_keys(self) -> None:
         while not self._stopped.is_set():
-            if self.keys.ready:
+            # Serving once the key set is loaded and sign-outs can be checked.
+            revocations = self.revocations
+            if self.keys.ready and (revocations is None or revocations.mode != REFUSING):
                 self._on_loop(self._set_health(serving=True))
                 log.info("key set loaded; serving")
                 return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +19,17 @@ _CLIENT_ID = re.compile(r"^[\w+]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 _SECRET_ID = re.compile(r"^[\w/+=.@:-]{1,2048}$")
 _IDENTITY_POOL_ID = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d:[0-9a-f-]{1,42}$")
+
+
+# Attempt limits: name -> (attempts, window in seconds); IDENTITY_LIMITS overrides
+# any of them as `name=attempts/seconds,...` (api/limits.py says what each counts).
+DEFAULT_LIMITS: Mapping[str, tuple[int, float]] = {
+    "sign_in": (5, 900.0),
+    "code": (10, 900.0),
+    "mail": (5, 3600.0),
+    "caller": (300, 60.0),
+}
+_LIMIT = re.compile(r"^([a-z_]+)=(\d{1,7})/(\d{1,6})$")
 
 
 class ConfigError(ValueError):
@@ -51,6 +63,14 @@ class Settings:
     cognito_domain: str | None = None
     redirect_uris: frozenset[str] = frozenset()
     federation_scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # Shared state (sign-outs, attempt limits): Redis or Valkey; None keeps it in memory.
+    redis_url: str | None = field(default=None, repr=False)
+    revocation_grace: float = 30.0
+    revocation_on_failure: str = "refuse"
+    limits: Mapping[str, tuple[int, float]] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    trusted_proxies: frozenset[str] = frozenset()
+    # Off: tokens are not checked against sign-outs (for comparison in the bench).
+    revocation: bool = True
 
     @property
     def listen(self) -> str:
@@ -184,13 +204,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     metrics_value = env.get("IDENTITY_METRICS_LISTEN", "").strip()
     metrics = parse_host_port(metrics_value, "IDENTITY_METRICS_LISTEN") if metrics_value else None
 
+    redis_url = _redis_url(env)
     workers_value = env.get("IDENTITY_WORKERS", "").strip()
     if workers_value:
         if not workers_value.isdigit() or not 1 <= int(workers_value) <= 64:
             raise ConfigError("IDENTITY_WORKERS must be a whole number from 1 to 64")
         workers = int(workers_value)
+        if workers > 1 and redis_url is None:
+            raise ConfigError(
+                "IDENTITY_WORKERS above 1 needs IDENTITY_REDIS_URL: sign-outs and attempt "
+                "limits kept in one worker's memory would miss the others"
+            )
     else:
-        workers = min(usable_cpus(), 64)
+        # Without a shared store, one process: its memory is the whole state.
+        workers = min(usable_cpus(), 64) if redis_url is not None else 1
 
     cache_value = env.get("IDENTITY_VERIFY_CACHE_SIZE", "").strip() or "10000"
     if not cache_value.isdigit() or int(cache_value) > 10_000_000:
@@ -229,7 +256,75 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cognito_domain=domain,
         redirect_uris=redirect_uris,
         federation_scopes=scopes,
+        redis_url=redis_url,
+        revocation_grace=_seconds(env, "IDENTITY_REVOCATION_GRACE_SECONDS", 30.0),
+        revocation_on_failure=_choice(
+            env, "IDENTITY_REVOCATION_ON_STORE_FAILURE", ("refuse", "accept")
+        ),
+        limits=_limits(env),
+        trusted_proxies=_proxies(env),
+        revocation=_flag(env, "IDENTITY_REVOCATION", default=True),
     )
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """IDENTITY_REDIS_URL: redis:// or rediss:// (TLS), user and password allowed."""
+    value = env.get("IDENTITY_REDIS_URL", "").strip()
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError("IDENTITY_REDIS_URL must be redis://host:port or rediss://host:port")
+    return value
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    value = env.get(variable, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) > 86400:
+        raise ConfigError(f"{variable} must be a whole number of seconds from 0 to 86400")
+    return float(value)
+
+
+def _choice(env: Mapping[str, str], variable: str, choices: tuple[str, ...]) -> str:
+    value = env.get(variable, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{variable} must be one of {', '.join(choices)}")
+    return value
+
+
+def _limits(env: Mapping[str, str]) -> dict[str, tuple[int, float]]:
+    """DEFAULT_LIMITS with IDENTITY_LIMITS (`sign_in=10/900,caller=300/60`) applied."""
+    limits = dict(DEFAULT_LIMITS)
+    for item in env.get("IDENTITY_LIMITS", "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        match = _LIMIT.fullmatch(item)
+        if not match or match.group(1) not in limits or int(match.group(3)) == 0:
+            raise ConfigError(
+                f"IDENTITY_LIMITS: expected name=attempts/seconds with a name among "
+                f"{', '.join(DEFAULT_LIMITS)}, got {item[:40]!r}"
+            )
+        limits[match.group(1)] = (int(match.group(2)), float(match.group(3)))
+    return limits
+
+
+def _proxies(env: Mapping[str, str]) -> frozenset[str]:
+    """IDENTITY_TRUSTED_PROXIES: addresses of BFFs whose x-forwarded-for is believed."""
+    found = set()
+    for item in env.get("IDENTITY_TRUSTED_PROXIES", "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            found.add(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ConfigError(
+                f"IDENTITY_TRUSTED_PROXIES: not an IP address: {item[:40]!r}"
+            ) from None
+    return frozenset(found)
 
 
 def _default_jwks_url(issuer: str, endpoint: str | None, pool_id: str) -> str:

@@ -258,6 +258,9 @@ def sign_in(stub: Stub, email: str, password: str) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+LOCKED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_lockout_after_five_failures_doubles_and_ends(
     stub: Stub, cognito: LocalCognito, confirmed_user: User
 ) -> None:
@@ -265,12 +268,13 @@ def test_lockout_after_five_failures_doubles_and_ends(
     cognito.clock.freeze()
     for _ in range(5):
         assert sign_in(stub, email, wrong) == grpc.StatusCode.UNAUTHENTICATED
-    # Locked for 1 s: even the right password is refused.
-    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.UNAUTHENTICATED
+    # Locked for 1 s: even the right password is refused, with the service's
+    # answer to Cognito's "Password attempts exceeded" (ATTEMPT_LIMIT_EXCEEDED).
+    assert sign_in(stub, email, PASSWORD) == LOCKED
     cognito.clock.advance(1.01)
     assert sign_in(stub, email, wrong) == grpc.StatusCode.UNAUTHENTICATED  # 6th: 2 s
     cognito.clock.advance(1.5)
-    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.UNAUTHENTICATED
+    assert sign_in(stub, email, PASSWORD) == LOCKED
     cognito.clock.advance(0.6)
     assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.OK
     # A success starts the count again: four failures lock nothing.
@@ -298,17 +302,19 @@ def test_fifty_concurrent_wrong_passwords_do_not_get_past_the_lock(
     cognito.clock.freeze()
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
         codes = list(pool.map(lambda _: sign_in(stub, email, "Wrong-Horse-123"), range(50)))
-    assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
+    # Five wrong passwords, then the lock for every other attempt.
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == lockout_rules.THRESHOLD
+    assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED, LOCKED}
     key = f"{cognito.pool_id}/{email.casefold()}"
     assert cognito.layer.lockout.failures(key) == lockout_rules.THRESHOLD
-    assert sign_in(stub, email, PASSWORD) == grpc.StatusCode.UNAUTHENTICATED
+    assert sign_in(stub, email, PASSWORD) == LOCKED
 
 
 def test_unknown_accounts_lock_out_like_known_ones(stub: Stub, cognito: LocalCognito) -> None:
     email = new_email()
     cognito.clock.freeze()
-    for _ in range(6):
-        assert sign_in(stub, email, "Wrong-Horse-123") == grpc.StatusCode.UNAUTHENTICATED
+    answers = [sign_in(stub, email, "Wrong-Horse-123") for _ in range(6)]
+    assert answers == [grpc.StatusCode.UNAUTHENTICATED] * 5 + [LOCKED]
     key = f"{cognito.pool_id}/{email.casefold()}"
     assert cognito.layer.lockout.failures(key) == lockout_rules.THRESHOLD
 

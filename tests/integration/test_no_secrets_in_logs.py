@@ -75,7 +75,10 @@ def test_account_flow_leaves_no_secret_in_the_log(
         pb.GetAwsCredentialsRequest(id_token=tokens.id_token), timeout=10, metadata=bearer
     ).credentials
     stub.SignOut(pb.SignOutRequest(refresh_token=tokens.refresh_token), timeout=10, metadata=bearer)
-    stub.SignOut(pb.SignOutRequest(), timeout=10, metadata=bearer)
+    # That revoked the bearer too (same origin_jti): a new session signs out everywhere.
+    again = stub.SignIn(pb.SignInRequest(email=email, password=new_password), timeout=10).tokens
+    again_bearer = (("authorization", f"Bearer {again.access_token}"),)
+    stub.SignOut(pb.SignOutRequest(), timeout=10, metadata=again_bearer)
 
     logged = identity_server.log.getvalue()[start:]
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
@@ -175,6 +178,9 @@ def test_account_events_leave_one_audit_line_each(
     stub.ConfirmReset(
         pb.ConfirmResetRequest(email=email, code=code, new_password="Audit-Trail-5522"), timeout=10
     )
+    sub = stub.VerifyToken(
+        pb.VerifyTokenRequest(token=tokens.access_token), timeout=10
+    ).principal.sub  # before the sign-out, which revokes the token
     stub.SignOut(
         pb.SignOutRequest(),
         timeout=10,
@@ -197,9 +203,6 @@ def test_account_events_leave_one_audit_line_each(
         ("sign_out", "success", ""),
     ]
     audit = [line for line in lines if line["logger"] == "identity_server.audit"]
-    sub = stub.VerifyToken(
-        pb.VerifyTokenRequest(token=tokens.access_token), timeout=10
-    ).principal.sub
     assert audit[3]["sub"] == sub
     assert audit[6]["sub"] == sub
     assert {line["email"] for line in audit[:6]} == {_logging.mask_email(email)}

@@ -53,6 +53,8 @@ def test_the_server_without_aws_credentials_exits_with_one_line(
     del settings["COGNITO_CLIENT_SECRET_ID"]  # the secret would need credentials first
     settings["IDENTITY_WORKERS"] = workers  # with 2: checked in the parent, before forking
     settings["IDENTITY_LISTEN"] = f"127.0.0.1:{free_port()}"  # workers share a fixed port
+    if workers != "1":  # several workers need the shared store; never reached here
+        settings["IDENTITY_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}"
     env.update(settings)
     env.update(
         {

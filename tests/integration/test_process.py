@@ -25,6 +25,7 @@ from identity_server.cognito.gateway import CognitoGateway
 from identity_server.local import LocalCognito
 from tests.conftest import PASSWORD, new_email, wait_serving
 from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer, redis_binary
 
 
 def run_server(env: Mapping[str, str]) -> subprocess.Popen[str]:
@@ -162,7 +163,12 @@ def test_stop_lets_in_flight_calls_finish_and_reports_not_serving(
 
 def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -> None:
     port = free_port()
-    env = {**local_cognito.environment(f"127.0.0.1:{port}"), "IDENTITY_WORKERS": "2"}
+    redis = RedisServer(redis_binary()).start()  # several workers need a shared store
+    env = {
+        **local_cognito.environment(f"127.0.0.1:{port}"),
+        "IDENTITY_WORKERS": "2",
+        "IDENTITY_REDIS_URL": redis.url,
+    }
     process = run_server(env)
     try:
         assert process.stderr is not None
@@ -187,6 +193,7 @@ def test_workers_share_one_port_and_stop_together(local_cognito: LocalCognito) -
     finally:
         process.kill()
         process.wait()
+        redis.stop()
 
 
 class ConnectionCounter:
@@ -243,6 +250,7 @@ def test_workers_are_not_started_when_listen_security_or_tls_files_are_wrong(
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "IDENTITY_WORKERS": "2",
+            "IDENTITY_REDIS_URL": "redis://127.0.0.1:1",
             **settings,
         }
         process = run_server(env)

@@ -39,6 +39,7 @@ def test_region_override_and_extra_clients_and_tls() -> None:
             "IDENTITY_TLS_CERT": "/tls/cert.pem",
             "IDENTITY_TLS_KEY": "/tls/key.pem",
             "IDENTITY_WORKERS": "3",
+            "IDENTITY_REDIS_URL": "rediss://user:pw@cache.example.com:6379/0",
         }
     )
     assert settings.region == "us-west-2"
@@ -54,7 +55,45 @@ def test_workers_default_to_the_cpus_the_process_may_use(
 ) -> None:
     # A container's cpuset or taskset, not the host's CPU count.
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
-    assert load_settings(BASE).workers == workers
+    shared = {**BASE, "IDENTITY_REDIS_URL": "redis://127.0.0.1:6379"}
+    assert load_settings(shared).workers == workers
+
+
+def test_one_worker_by_default_without_a_shared_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its memory is then the whole sign-out and attempt-limit state.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert load_settings(BASE).workers == 1
+
+
+def test_limits_default_and_override() -> None:
+    assert load_settings(BASE).limits["sign_in"] == (5, 900.0)
+    limits = load_settings({**BASE, "IDENTITY_LIMITS": "caller=20/10, mail=1/60"}).limits
+    assert limits["caller"] == (20, 10.0)
+    assert limits["mail"] == (1, 60.0)
+    assert limits["code"] == (10, 900.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "mentions"),
+    [
+        ({"IDENTITY_WORKERS": "2"}, "IDENTITY_WORKERS above 1 needs IDENTITY_REDIS_URL"),
+        ({"IDENTITY_REDIS_URL": "http://cache:6379"}, "IDENTITY_REDIS_URL must be"),
+        ({"IDENTITY_LIMITS": "guesses=1/1"}, "IDENTITY_LIMITS"),
+        ({"IDENTITY_LIMITS": "caller=1/0"}, "IDENTITY_LIMITS"),
+        ({"IDENTITY_TRUSTED_PROXIES": "bff.local"}, "IDENTITY_TRUSTED_PROXIES"),
+        ({"IDENTITY_REVOCATION_ON_STORE_FAILURE": "maybe"}, "refuse, accept"),
+        ({"IDENTITY_REVOCATION_GRACE_SECONDS": "-1"}, "IDENTITY_REVOCATION_GRACE_SECONDS"),
+    ],
+)
+def test_shared_state_settings_are_checked(env: dict[str, str], mentions: str) -> None:
+    with pytest.raises(ConfigError, match=mentions):
+        load_settings({**BASE, **env})
+
+
+def test_the_redis_url_is_kept_out_of_the_settings_repr() -> None:
+    settings = load_settings({**BASE, "IDENTITY_REDIS_URL": "redis://:hunter22@cache:6379"})
+    assert settings.redis_url == "redis://:hunter22@cache:6379"
+    assert "hunter22" not in repr(settings)
 
 
 def test_the_identity_pool_is_optional() -> None:

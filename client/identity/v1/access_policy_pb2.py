@@ -25,13 +25,13 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fidentity/v1/access_policy.proto\x12\x0bidentity.v1\x1a google/protobuf/descriptor.proto\"t\n\x0c\x41\x63\x63\x65ssPolicy\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x15\n\rauthenticated\x18\x02 \x01(\x08\x12\x11\n\tany_group\x18\x03 \x03(\t\x12\x11\n\tany_scope\x18\x04 \x03(\t\x12\x17\n\x0fsession_allowed\x18\x05 \x01(\x08:K\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\x8d\x8c\x03 \x01(\x0b\x32\x19.identity.v1.AccessPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fidentity/v1/access_policy.proto\x12\x0bidentity.v1\x1a google/protobuf/descriptor.proto\"\x8a\x01\n\x0c\x41\x63\x63\x65ssPolicy\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x15\n\rauthenticated\x18\x02 \x01(\x08\x12\x11\n\tany_group\x18\x03 \x03(\t\x12\x11\n\tany_scope\x18\x04 \x03(\t\x12\x17\n\x0fsession_allowed\x18\x05 \x01(\x08\x12\x14\n\x0ctenant_field\x18\x06 \x01(\t:K\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\x8d\x8c\x03 \x01(\x0b\x32\x19.identity.v1.AccessPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'identity.v1.access_policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSPOLICY']._serialized_start=82
-  _globals['_ACCESSPOLICY']._serialized_end=198
+  _globals['_ACCESSPOLICY']._serialized_start=83
+  _globals['_ACCESSPOLICY']._serialized_end=221
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,7 @@ class AccessPolicy(_message.Message):
     ANY_GROUP_FIELD_NUMBER: _builtins.int
     ANY_SCOPE_FIELD_NUMBER: _builtins.int
     SESSION_ALLOWED_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """Anyone may call the method; no bearer token is read. Cannot be combined
     with any other field.
@@ -47,6 +48,12 @@ class AccessPolicy(_message.Message):
     through, and the method itself requires the session of a sign-in
     challenge instead (TOTP set-up while answering MFA_SETUP). A bearer token
     that is present is still verified.
+    """
+    tenant_field: _builtins.str
+    """When set, the name of a string field of the request that must equal the
+    caller's tenant (the `custom:tenant_id` claim of the verified token);
+    PERMISSION_DENIED `TENANT_MISMATCH` otherwise, and for a caller without a
+    tenant. Requires `authenticated`.
     """
     @_builtins.property
     def any_group(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -68,10 +75,11 @@ class AccessPolicy(_message.Message):
         any_group: _abc.Iterable[_builtins.str] | None = ...,
         any_scope: _abc.Iterable[_builtins.str] | None = ...,
         session_allowed: _builtins.bool = ...,
+        tenant_field: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_group", b"any_group", "any_scope", b"any_scope", "authenticated", b"authenticated", "public", b"public", "session_allowed", b"session_allowed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_group", b"any_group", "any_scope", b"any_scope", "authenticated", b"authenticated", "public", b"public", "session_allowed", b"session_allowed", "tenant_field", b"tenant_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

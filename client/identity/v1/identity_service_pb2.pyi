@@ -723,10 +723,15 @@ class VerifyTokenRequest(_message.Message):
     TOKEN_USE_FIELD_NUMBER: _builtins.int
     REQUIRED_GROUPS_FIELD_NUMBER: _builtins.int
     REQUIRED_SCOPES_FIELD_NUMBER: _builtins.int
+    REQUIRED_TENANT_ID_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The JWT to check. At most 8 KiB."""
     token_use: Global___TokenUse.ValueType
     """The expected kind of token; access by default."""
+    required_tenant_id: _builtins.str
+    """When non-empty, the token's tenant (`custom:tenant_id`) must be exactly
+    this one; PERMISSION_DENIED `TENANT_MISMATCH` otherwise.
+    """
     @_builtins.property
     def required_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """When non-empty, the token must carry at least one of these groups."""
@@ -742,10 +747,11 @@ class VerifyTokenRequest(_message.Message):
         token_use: Global___TokenUse.ValueType = ...,
         required_groups: _abc.Iterable[_builtins.str] | None = ...,
         required_scopes: _abc.Iterable[_builtins.str] | None = ...,
+        required_tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["required_groups", b"required_groups", "required_scopes", b"required_scopes", "token", b"token", "token_use", b"token_use"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["required_groups", b"required_groups", "required_scopes", b"required_scopes", "required_tenant_id", b"required_tenant_id", "token", b"token", "token_use", b"token_use"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -769,6 +775,7 @@ class Principal(_message.Message):
     AUTH_TIME_FIELD_NUMBER: _builtins.int
     JTI_FIELD_NUMBER: _builtins.int
     ORIGIN_JTI_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
     sub: _builtins.str
     """The user's stable id (`sub`)."""
     username: _builtins.str
@@ -783,6 +790,8 @@ class Principal(_message.Message):
     """The token's id (`jti`), if present."""
     origin_jti: _builtins.str
     """The id of the original authentication (`origin_jti`), if present."""
+    tenant_id: _builtins.str
+    """The user's tenant (the `custom:tenant_id` claim), if present."""
     @_builtins.property
     def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The user's groups (`cognito:groups`)."""
@@ -818,10 +827,11 @@ class Principal(_message.Message):
         auth_time: _timestamp_pb2.Timestamp | None = ...,
         jti: _builtins.str = ...,
         origin_jti: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth_time", b"auth_time", "expires_at", b"expires_at", "issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_time", b"auth_time", "client_id", b"client_id", "email", b"email", "expires_at", b"expires_at", "groups", b"groups", "issued_at", b"issued_at", "jti", b"jti", "origin_jti", b"origin_jti", "scopes", b"scopes", "sub", b"sub", "token_use", b"token_use", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_time", b"auth_time", "client_id", b"client_id", "email", b"email", "expires_at", b"expires_at", "groups", b"groups", "issued_at", b"issued_at", "jti", b"jti", "origin_jti", b"origin_jti", "scopes", b"scopes", "sub", b"sub", "tenant_id", b"tenant_id", "token_use", b"token_use", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

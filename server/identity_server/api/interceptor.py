@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -46,7 +46,7 @@ from identity_server._errors import (
     TokenInvalid,
 )
 from identity_server._logging import log_rpc
-from identity_server.api.policy import OPEN_SERVICES, Policy, require_any
+from identity_server.api.policy import OPEN_SERVICES, Policy, require_any, require_tenant
 from identity_server.api.validation import MAX_TOKEN
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
@@ -57,6 +57,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 RpcObserver = Callable[[str, str, float], None]
 Verify = Callable[[str, TokenUse], Awaitable[VerifiedToken]]
+Admit = Callable[[Any], Awaitable[None]]
 # Handler fields; every kind but unary_unary is a stream (bounded and aged as one).
 _KINDS = ("unary_unary", "stream_unary", "unary_stream", "stream_stream")
 
@@ -98,8 +99,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         max_calls: int = MAX_CALLS,
         max_streams: int = MAX_STREAMS,
         stream_max_age: float = STREAM_MAX_AGE,
+        admit: Admit | None = None,
+        limited: Collection[str] = (),
     ) -> None:
         self._policies = dict(policies)
+        # The per-caller attempt limit (api/limits.py), on the `limited` public methods.
+        self._admit = admit
+        self._limited = frozenset(limited)
         self._verify = verify
         self._observe = observe
         self._access_log = access_log
@@ -138,6 +144,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 return None
             raise AccessDenied()
         if policy.public:
+            if self._admit is not None and method in self._limited:
+                await self._admit(context)
             return None
         metadata = context.invocation_metadata()
         if policy.session_allowed and not any(k == "authorization" for k, _ in metadata or ()):
@@ -162,9 +170,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise ServerBusy(retry_after=BUSY_RETRY_SECONDS)
                 self.calls += 1
                 try:
-                    tokens = _context.enter(
-                        _deadline(context), await self._authorize(method, policy, context)
-                    )
+                    caller = await self._authorize(method, policy, context)
+                    if caller is not None and policy is not None and policy.tenant_field:
+                        require_tenant(
+                            getattr(request, policy.tenant_field), caller.principal.claims
+                        )
+                    tokens = _context.enter(_deadline(context), caller)
                     try:
                         result = await behaviour(request, context)
                     finally:

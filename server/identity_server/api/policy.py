@@ -6,7 +6,7 @@ default); outside `identity.v1`, only the health and reflection services pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import ServiceDescriptor
@@ -31,6 +31,8 @@ class Policy:
     any_scope: frozenset[str] = frozenset()
     # A call without a bearer token passes; the handler demands a challenge session.
     session_allowed: bool = False
+    # A string field of the request that must equal the caller's tenant.
+    tenant_field: str = ""
 
 
 def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
@@ -52,8 +54,20 @@ def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
                 raise ValueError(
                     f"{name}: access policy must set exactly one of public, authenticated"
                 )
-            if declared.public and (declared.any_group or declared.any_scope):
-                raise ValueError(f"{name}: a public method cannot require groups or scopes")
+            if declared.public and (
+                declared.any_group or declared.any_scope or declared.tenant_field
+            ):
+                raise ValueError(
+                    f"{name}: a public method cannot require groups, scopes or a tenant"
+                )
+            tenant_field = declared.tenant_field
+            if tenant_field:
+                field = method.input_type.fields_by_name.get(tenant_field)
+                if field is None or field.type != field.TYPE_STRING or field.is_repeated:
+                    raise ValueError(
+                        f"{name}: tenant_field {tenant_field!r} is not a string field of "
+                        f"{method.input_type.full_name}"
+                    )
             if declared.session_allowed and not declared.authenticated:
                 raise ValueError(f"{name}: session_allowed requires authenticated")
             policies[name] = Policy(
@@ -61,8 +75,24 @@ def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
                 any_group=frozenset(declared.any_group),
                 any_scope=frozenset(declared.any_scope),
                 session_allowed=declared.session_allowed,
+                tenant_field=tenant_field,
             )
     return policies
+
+
+TENANT_CLAIM = "custom:tenant_id"
+
+
+def tenant_of(claims: Mapping[str, object]) -> str:
+    """The token's tenant: its `custom:tenant_id` claim when a string, else empty."""
+    tenant = claims.get(TENANT_CLAIM, "")
+    return tenant if isinstance(tenant, str) else ""
+
+
+def require_tenant(wanted: str, claims: Mapping[str, object]) -> None:
+    """PERMISSION_DENIED TENANT_MISMATCH unless the token's tenant is exactly `wanted`."""
+    if not wanted or tenant_of(claims) != wanted:
+        raise PermissionDenied(reason="TENANT_MISMATCH")
 
 
 def require_any(wanted: Iterable[str], held: Iterable[str], reason: str) -> None:

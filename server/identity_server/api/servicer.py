@@ -13,7 +13,7 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from typing import Any, cast
 
 import grpc
@@ -34,7 +34,8 @@ from identity_server._errors import (
 )
 from identity_server._logging import mask_email, register_call_secrets
 from identity_server.api import validation as check
-from identity_server.api.policy import require_any
+from identity_server.api.limits import CODE, SIGN_IN, AttemptLimits
+from identity_server.api.policy import require_any, require_tenant, tenant_of
 from identity_server.cognito import federation as fed
 from identity_server.cognito.gateway import (
     Challenge,
@@ -45,6 +46,7 @@ from identity_server.cognito.gateway import (
 )
 from identity_server.cognito.identity_pool import IdentityPool
 from identity_server.cognito.password_policy import PasswordPolicy, PendingPolicy
+from identity_server.tokens.revocation import Revocations
 from identity_server.tokens.verifier import TokenUse, VerifiedToken
 
 _CHALLENGES = {
@@ -202,6 +204,7 @@ def _verify_response(verified: VerifiedToken) -> pb.VerifyTokenResponse:
         principal.auth_time.seconds = verified.auth_time
     principal.jti = verified.jti
     principal.origin_jti = verified.origin_jti
+    principal.tenant_id = tenant_of(verified.claims)
     claims = response.claims
     fields = claims.fields
     for name, value in verified.claims.items():
@@ -240,9 +243,13 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         identity_pool: IdentityPool | None = None,
         totp_issuer: str = "Identity",
         federation: fed.Federation | None = None,
+        limits: AttemptLimits | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._federation = federation
         self._gateway = gateway
+        self._limits = limits
+        self._revocations = revocations
         self._verifier = verifier
         self._blocking = offload.call
         self._on_verify = on_verify
@@ -274,6 +281,17 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             if violations:
                 raise InvalidPassword(violations=violations)
 
+    def _failures(self, name: str, email: str) -> AbstractAsyncContextManager[None]:
+        """The attempt limit `name` (api/limits.py) on the failures of the body."""
+        if self._limits is None:
+            return nullcontext()
+        return self._limits.failures(name, email)
+
+    async def _mail(self, email: str) -> None:
+        """The attempt limit on mail sent to one address."""
+        if self._limits is not None:
+            await self._limits.mail(email)
+
     async def SignUp(self, request: pb.SignUpRequest, context: Context) -> pb.SignUpResponse:
         check.ensure(
             check.email(request.email),
@@ -289,26 +307,31 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
 
     async def Confirm(self, request: pb.ConfirmRequest, context: Context) -> pb.ConfirmResponse:
         check.ensure(check.email(request.email), check.code(request.code))
-        with _audited("confirm_sign_up", request.email):
-            await self._blocking(self._gateway.confirm_sign_up, request.email, request.code)
+        async with self._failures(CODE, request.email):
+            with _audited("confirm_sign_up", request.email):
+                await self._blocking(self._gateway.confirm_sign_up, request.email, request.code)
         return pb.ConfirmResponse()
 
     async def ResendConfirmationCode(
         self, request: pb.ResendConfirmationCodeRequest, context: Context
     ) -> pb.ResendConfirmationCodeResponse:
         check.ensure(check.email(request.email))
+        await self._mail(request.email)
         with _audited("confirmation_code_resend", request.email):
             await self._blocking(self._gateway.resend_confirmation_code, request.email)
         return pb.ResendConfirmationCodeResponse(code_delivery=_delivery(request.email))
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         check.ensure(check.email(request.email), check.password(request.password))
-        with _audited("sign_in", request.email) as entry:
-            result = await self._blocking(self._gateway.sign_in, request.email, request.password)
-            if isinstance(result, Tokens):
-                entry["sub"] = result.sub
-            else:
-                entry["event"] = "sign_in_challenge"
+        async with self._failures(SIGN_IN, request.email):
+            with _audited("sign_in", request.email) as entry:
+                result = await self._blocking(
+                    self._gateway.sign_in, request.email, request.password
+                )
+                if isinstance(result, Tokens):
+                    entry["sub"] = result.sub
+                else:
+                    entry["event"] = "sign_in_challenge"
         if isinstance(result, Tokens):
             return pb.SignInResponse(tokens=_tokens(result))
         return pb.SignInResponse(challenge=_challenge(result))
@@ -334,19 +357,20 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(*violations)
         if name == "NEW_PASSWORD_REQUIRED":
             self._enforce_policy(request.new_password, "new_password")
-        with _audited("challenge_answered", request.email) as entry:
-            entry["challenge"] = name
-            result = await self._blocking(
-                self._gateway.respond_to_challenge,
-                request.username or request.email,
-                name,
-                request.session,
-                answers,
-            )
-            if isinstance(result, Tokens):
-                entry["sub"] = result.sub
-            else:
-                entry["next_challenge"] = result.name
+        async with self._failures(CODE, request.email):
+            with _audited("challenge_answered", request.email) as entry:
+                entry["challenge"] = name
+                result = await self._blocking(
+                    self._gateway.respond_to_challenge,
+                    request.username or request.email,
+                    name,
+                    request.session,
+                    answers,
+                )
+                if isinstance(result, Tokens):
+                    entry["sub"] = result.sub
+                else:
+                    entry["next_challenge"] = result.name
         if not isinstance(result, Tokens):
             return pb.RespondToChallengeResponse(challenge=_challenge(result))
         if name == "MFA_SETUP":
@@ -381,6 +405,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ForgotPasswordRequest, context: Context
     ) -> pb.ForgotPasswordResponse:
         check.ensure(check.email(request.email))
+        await self._mail(request.email)
         with _audited("password_reset_request", request.email):
             await self._blocking(self._gateway.forgot_password, request.email)
         return pb.ForgotPasswordResponse(code_delivery=_delivery(request.email))
@@ -394,13 +419,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             self._new_password(request.new_password, "new_password"),
         )
         self._enforce_policy(request.new_password, "new_password")
-        with _audited("password_reset", request.email):
-            await self._blocking(
-                self._gateway.confirm_forgot_password,
-                request.email,
-                request.code,
-                request.new_password,
-            )
+        async with self._failures(CODE, request.email):
+            with _audited("password_reset", request.email):
+                await self._blocking(
+                    self._gateway.confirm_forgot_password,
+                    request.email,
+                    request.code,
+                    request.new_password,
+                )
         return pb.ConfirmResetResponse()
 
     async def VerifyToken(
@@ -426,6 +452,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                 require_any(groups, verified.groups, "GROUP_REQUIRED")
             if scopes:
                 require_any(scopes, verified.scopes, "SCOPE_REQUIRED")
+            tenant = request.required_tenant_id
+            if tenant:
+                require_tenant(tenant, verified.claims)
         except IdentityError as exc:
             if self._on_verify is not None:
                 self._on_verify(exc.reason)
@@ -481,12 +510,16 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             hosted = self._allowed_redirect(request.logout_uri, "logout_uri").hosted_ui
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
+            # The revocation is recorded first: whatever Cognito answers, the
+            # tokens stop passing VerifyToken and the interceptor.
             if request.refresh_token:
                 revoke = hosted.revoke if hosted is not None else self._gateway.revoke_token
                 await self._revoke_own(
                     request.refresh_token, caller.access_token, caller.principal, revoke
                 )
             else:
+                if self._revocations is not None:
+                    await self._revocations.revoke_user(caller.principal.sub)
                 await self._blocking(self._gateway.global_sign_out, caller.access_token)
         if hosted is None:
             return pb.SignOutResponse()
@@ -511,6 +544,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         tokens = await self._blocking(self._gateway.refresh, refresh_token, principal.username)
         if not principal.sub or tokens.sub != principal.sub:
             raise RefreshTokenInvalid()
+        if self._revocations is not None:  # its origin_jti, carried by the access token it issued
+            fresh = await self._blocking(self._verifier.verifier.verify, tokens.access_token)
+            if fresh.origin_jti:
+                await self._revocations.revoke_origin(fresh.origin_jti)
         await self._blocking(revoke, refresh_token)
 
     async def SetUpTotp(
@@ -588,13 +625,14 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(check.totp_code(request.code))
         caller = current_caller()
         with _audited("totp_disabled", sub=caller.principal.sub):
-            await self._blocking(
-                functools.partial(
-                    self._gateway.verify_software_token,
-                    request.code,
-                    access_token=caller.access_token,
+            async with self._failures(CODE, caller.principal.sub):  # code guessing, per user
+                await self._blocking(
+                    functools.partial(
+                        self._gateway.verify_software_token,
+                        request.code,
+                        access_token=caller.access_token,
+                    )
                 )
-            )
             await self._blocking(
                 functools.partial(
                     self._gateway.set_totp_preference, caller.access_token, enabled=False

@@ -232,6 +232,10 @@ def _token_revoked() -> IdentityError:
     return TokenInvalid(reason="TOKEN_REVOKED")
 
 
+# The RetryInfo of Cognito's own lockout ("Password attempts exceeded"): it
+# starts at a second and doubles up to 15 minutes; a minute is a fair first wait.
+LOCKOUT_RETRY_SECONDS = 60.0
+
 # What each Cognito error means when no operation says otherwise.
 _DEFAULT_ERRORS: ErrorTable = {
     "NotAuthorizedException": InvalidCredentials,
@@ -692,6 +696,9 @@ class CognitoGateway:
                 log.error("app client secret rejected", extra={"operation": operation})
                 raise Internal() from None
             code = _error_code(exc)
+            if code == "NotAuthorizedException" and _attempts_exceeded(exc):
+                # Cognito's own lockout: told as a limit, not as a wrong password.
+                raise AttemptLimitExceeded(retry_after=LOCKOUT_RETRY_SECONDS) from None
             table = errors if code in errors else _DEFAULT_ERRORS
             entry = table.get(code, _unexpected(operation, code))
             if isinstance(entry, Hidden):
@@ -834,6 +841,12 @@ def _token_or_session(access_token: str, session: str) -> tuple[dict[str, Any], 
     if access_token:
         return {"AccessToken": access_token}, _TOTP_WITH_TOKEN
     return {"Session": session}, _TOTP_WITH_SESSION
+
+
+def _attempts_exceeded(exc: ClientError) -> bool:
+    """Cognito's "Password attempts exceeded" (a NotAuthorizedException)."""
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    return "attempts exceeded" in message
 
 
 def _error_code(exc: ClientError) -> str:
