@@ -128,8 +128,20 @@ def test_tls_files_come_from_the_certificates_secret(rendered: list[Object]) -> 
     for variable in ("IDENTITY_TLS_CERT", "IDENTITY_TLS_KEY", "IDENTITY_TLS_CLIENT_CA"):
         assert config[variable].startswith(mount["mountPath"] + "/"), variable
     assert container["envFrom"] == [
-        {"configMapRef": {"name": _one(rendered, "ConfigMap")["metadata"]["name"]}}
+        {"configMapRef": {"name": _one(rendered, "ConfigMap")["metadata"]["name"]}},
+        {"secretRef": {"name": "identity-server-redis", "optional": True}},
     ]
+
+
+def test_the_redis_url_with_its_token_comes_from_a_secret_not_the_config(
+    rendered: list[Object],
+) -> None:
+    # Replicas share sign-outs and attempt limits through it; its AUTH token is a secret.
+    assert "IDENTITY_REDIS_URL" not in _one(rendered, "ConfigMap")["data"]
+    refs = [
+        ref["secretRef"]["name"] for ref in _container(rendered)["envFrom"] if "secretRef" in ref
+    ]
+    assert refs == ["identity-server-redis"]
 
 
 def test_config_holds_every_stack_output_the_service_reads(rendered: list[Object]) -> None:
