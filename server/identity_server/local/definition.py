@@ -56,7 +56,7 @@ _DYNAMIC = re.compile(r"\{\{resolve:[^}]*\}\}")
 LIMITS = (
     "the identity pool accepts any login token, gives a new identity on every GetId "
     "and the same fixed credentials to every identity",
-    "the Google identity provider and the pool domain are stored, not served",
+    "the Google identity provider is stored, not called: the local hosted UI plays Google",
 )
 
 
