@@ -231,6 +231,10 @@ def test_pool_and_client_are_what_the_service_requires(template: Template) -> No
     assert pool["UsernameAttributes"] == ["email"]
     assert pool["AutoVerifiedAttributes"] == ["email"]
     assert pool["DeletionProtection"] == "ACTIVE"
+    # An unconfirmed address change must not count: account linking trusts e-mails.
+    assert pool["UserAttributeUpdateSettings"]["AttributesRequireVerificationBeforeUpdate"] == [
+        "email"
+    ]
     assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
     assert {"Name": "verified_email", "Priority": 1} in pool["AccountRecoverySetting"][
         "RecoveryMechanisms"
@@ -341,7 +345,7 @@ def test_trigger_roles_allow_exactly_what_the_handlers_call(template: Template) 
         ("post_confirmation.py", "PostConfirmationRole", "PostConfirmationGroupPolicy"),
         ("pre_sign_up.py", "PreSignUpRole", "PreSignUpLinkPolicy"),
     ):
-        called = _called_operations([TRIGGERS / handler])
+        called = _called_operations([TRIGGERS / handler, TRIGGERS / "_config.py"])
         assert set(called) == {"cognito-idp"}, handler
         policy = _props(template, policy_name)
         assert policy["RoleName"] == {"Ref": role}

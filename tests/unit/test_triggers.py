@@ -93,7 +93,7 @@ def test_pre_sign_up_does_not_auto_confirm_admin_created_users(
 def stubbed_cognito(monkeypatch: pytest.MonkeyPatch) -> Stubber:
     client = boto3.client("cognito-idp", region_name="us-east-1")
     stubber = Stubber(client)
-    monkeypatch.setattr(post_confirmation, "_cognito", lambda region, endpoint: client)
+    monkeypatch.setattr(post_confirmation, "_cognito", lambda region: client)
     return stubber
 
 
@@ -154,17 +154,48 @@ EXTERNAL_EVENT: dict[str, Any] = {
 
 def stubbed_pre_sign_up(monkeypatch: pytest.MonkeyPatch) -> Stubber:
     client = boto3.client("cognito-idp", region_name="us-east-1")
-    monkeypatch.setattr(pre_sign_up, "_cognito", lambda region, endpoint: client)
+    monkeypatch.setattr(pre_sign_up, "_cognito", lambda region: client)
     return Stubber(client)
 
 
-def _user(username: str, status: str) -> dict[str, Any]:
-    return {
-        "Username": username,
-        "UserStatus": status,
-        "Enabled": True,
-        "Attributes": [{"Name": "email", "Value": "ada@example.com"}],
-    }
+def _user(
+    username: str, status: str, *, verified: str = "true", identities: str = ""
+) -> dict[str, Any]:
+    attributes = [
+        {"Name": "email", "Value": "ada@example.com"},
+        {"Name": "email_verified", "Value": verified},
+    ]
+    if identities:
+        attributes.append({"Name": "identities", "Value": identities})
+    return {"Username": username, "UserStatus": status, "Enabled": True, "Attributes": attributes}
+
+
+LIST_ADA = {"UserPoolId": "us-east-1_EXAMPLE", "Filter": 'email = "ada@example.com"', "Limit": 10}
+
+
+def test_pre_sign_up_never_links_to_an_account_whose_email_is_unverified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A confirmed account that changed its e-mail to someone else's address and
+    # never confirmed it must not receive that person's Google identity.
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    stubber.add_response(
+        "list_users", {"Users": [_user("sub-of-mallory", "CONFIRMED", verified="false")]}, LIST_ADA
+    )
+    with stubber:  # no link call is stubbed: one would fail
+        pre_sign_up.handler(event(EXTERNAL_EVENT), None)
+    stubber.assert_no_pending_responses()
+
+
+def test_pre_sign_up_does_not_link_an_identity_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    stubber = stubbed_pre_sign_up(monkeypatch)
+    linked = '[{"userId":"112233445566778899001","providerName":"Google","providerType":"Google"}]'
+    stubber.add_response(
+        "list_users", {"Users": [_user("sub-of-ada", "CONFIRMED", identities=linked)]}, LIST_ADA
+    )
+    with stubber:  # no link call is stubbed: one would fail
+        assert pre_sign_up.link_to_existing_account(event(EXTERNAL_EVENT)) == "sub-of-ada"
+    stubber.assert_no_pending_responses()
 
 
 def test_pre_sign_up_links_a_verified_google_email_to_the_confirmed_account(

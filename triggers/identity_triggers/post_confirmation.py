@@ -12,27 +12,18 @@ The function's role needs `cognito-idp:AdminAddUserToGroup` on the pool.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import Any
 
-import boto3
+from identity_triggers._config import cognito as _cognito
 
 DEFAULT_GROUP = "DEFAULT_GROUP"
-
-
-@lru_cache(maxsize=8)
-def _cognito(region: str, endpoint: str | None) -> Any:
-    # One client per region (and endpoint, for the local stack), reused across
-    # warm invocations as Lambda recommends.
-    make: Any = boto3.client
-    return make("cognito-idp", region_name=region, endpoint_url=endpoint)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Add the confirmed user to DEFAULT_GROUP."""
     group = os.environ.get(DEFAULT_GROUP, "").strip()
     if group and event.get("triggerSource") == "PostConfirmation_ConfirmSignUp":
-        client = _cognito(str(event["region"]), os.environ.get("AWS_ENDPOINT_URL") or None)
+        client = _cognito(str(event["region"]))
         client.admin_add_user_to_group(
             UserPoolId=event["userPoolId"], Username=event["userName"], GroupName=group
         )

@@ -7,17 +7,21 @@ Environment (both off when unset or empty):
 - `AUTO_CONFIRM_DOMAINS`: comma-separated domains whose sign-ups are confirmed
   and their e-mail marked verified without a code (only for
   `PreSignUp_SignUp`; admin-created and federated users are left alone).
+  Only for domains whose mailboxes you control: such an e-mail counts as
+  verified, and account linking trusts verified e-mails.
 
 Domains compare exactly (case-insensitive): `example.com` does not admit
 `mail.example.com`.
 
 Account linking (`PreSignUp_ExternalProvider`, a first federated sign-in):
 when the provider says the e-mail is verified (`email_verified` mapped from
-Google's claim) and a confirmed e-mail/password account has that e-mail, the
-provider identity is linked to it with AdminLinkProviderForUser, so the person
-keeps one `sub` and one set of groups. Linking is idempotent (an identity
-already linked to that account is left as it is). Cognito then fails that one
-sign-in ("Already found an entry for username Google_..."); the service
+Google's claim) and a confirmed, enabled e-mail/password account has that
+e-mail verified too, the provider identity is linked to it with
+AdminLinkProviderForUser, so the person keeps one `sub` and one set of groups.
+An account whose e-mail is not verified (changed and never confirmed) is never
+a target: its holder has not shown the address is theirs. Linking is
+idempotent (an identity already linked to that account is not linked again).
+Cognito then fails that one sign-in ("Already found an entry for username Google_..."); the service
 answers it with ABORTED FEDERATED_ACCOUNT_LINKED and the next sign-in
 succeeds as the linked account. Unverified e-mails are never linked.
 
@@ -27,12 +31,11 @@ The function's role needs `cognito-idp:ListUsers` and
 
 from __future__ import annotations
 
+import json
 import os
-from functools import lru_cache
 from typing import Any
 
-import boto3
-
+from identity_triggers._config import cognito as _cognito
 from identity_triggers._config import domains, email_domain
 
 ALLOWED = "ALLOWED_EMAIL_DOMAINS"
@@ -52,16 +55,10 @@ class SignUpRefused(Exception):
     """Raised to make Cognito refuse the sign-up."""
 
 
-@lru_cache(maxsize=8)
-def _cognito(region: str, endpoint: str | None) -> Any:
-    make: Any = boto3.client
-    return make("cognito-idp", region_name=region, endpoint_url=endpoint)
-
-
 def link_to_existing_account(event: dict[str, Any]) -> str | None:
     """Link a federated identity to the confirmed account with its verified e-mail.
 
-    Returns the linked account's username, or None when nothing was linked.
+    Returns the account's username (linked now or before), or None.
     """
     attributes = event.get("request", {}).get("userAttributes", {}) or {}
     email = str(attributes.get("email", ""))
@@ -73,12 +70,17 @@ def link_to_existing_account(event: dict[str, Any]) -> str | None:
     if not sep or not subject:
         return None
     provider = _PROVIDERS.get(prefix.lower(), prefix)
-    client = _cognito(str(event["region"]), os.environ.get("AWS_ENDPOINT_URL") or None)
+    client = _cognito(str(event["region"]))
     pool_id = event["userPoolId"]
     users = client.list_users(UserPoolId=pool_id, Filter=f'email = "{email}"', Limit=10)
     for user in users.get("Users", []):
         if user.get("UserStatus") != "CONFIRMED" or not user.get("Enabled", True):
             continue
+        attributes = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
+        if attributes.get("email_verified", "").lower() != "true":
+            continue
+        if _linked(attributes.get("identities", ""), provider, subject):
+            return str(user["Username"])
         client.admin_link_provider_for_user(
             UserPoolId=pool_id,
             DestinationUser={
@@ -93,6 +95,20 @@ def link_to_existing_account(event: dict[str, Any]) -> str | None:
         )
         return str(user["Username"])
     return None
+
+
+def _linked(identities: str, provider: str, subject: str) -> bool:
+    """Whether the account's `identities` attribute already holds this provider identity."""
+    try:
+        linked = json.loads(identities) if identities else []
+    except ValueError:
+        return False
+    if not isinstance(linked, list):
+        return False
+    return any(
+        isinstance(i, dict) and i.get("providerName") == provider and i.get("userId") == subject
+        for i in linked
+    )
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
