@@ -75,15 +75,16 @@ def target_and_credentials(
     target = f"{dial}:{port}"
     if not env.get("IDENTITY_TLS_CERT", "").strip():
         return target, None
-    root_variable = HEALTH_CA_VARIABLE if env.get(HEALTH_CA_VARIABLE, "").strip() else None
-    root = _read(env, root_variable or "IDENTITY_TLS_CERT")
+    certificate = _read(env, "IDENTITY_TLS_CERT")
+    has_ca = bool(env.get(HEALTH_CA_VARIABLE, "").strip())
+    root = _read(env, HEALTH_CA_VARIABLE) if has_ca else certificate
     if env.get("IDENTITY_TLS_CLIENT_CA", "").strip():
         if not env.get("IDENTITY_TLS_KEY", "").strip():
             raise ConfigError("IDENTITY_TLS_CLIENT_CA needs IDENTITY_TLS_CERT and IDENTITY_TLS_KEY")
         credentials = grpc.ssl_channel_credentials(
             root_certificates=root,
             private_key=_read(env, "IDENTITY_TLS_KEY"),
-            certificate_chain=_read(env, "IDENTITY_TLS_CERT"),
+            certificate_chain=certificate,
         )
     else:
         credentials = grpc.ssl_channel_credentials(root_certificates=root)

@@ -7,10 +7,12 @@ import base64
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -80,6 +82,18 @@ def test_another_key_or_client_cannot_open_it() -> None:
         _sealer(secret="another-secret").open(sealed)
     with pytest.raises(FederatedSignInFailed):
         fed.Sealer(lambda: "client-secret", "client2", clock=lambda: NOW).open(sealed)
+
+
+def test_a_rotated_secret_gives_a_new_key() -> None:
+    current = ["secret-one"]
+    sealer = fed.Sealer(lambda: current[0], "client1", clock=lambda: NOW)
+    transaction = _transaction()
+    before = sealer.seal(transaction)
+    assert sealer.open(before) == transaction
+    current[0] = "secret-two"
+    with pytest.raises(FederatedSignInFailed):
+        sealer.open(before)  # sealed under the old key
+    assert sealer.open(sealer.seal(transaction)) == transaction
 
 
 def test_without_a_client_secret_each_process_has_its_own_key() -> None:
@@ -156,7 +170,7 @@ def test_the_first_sign_in_after_linking_says_restart() -> None:
 def test_the_authorize_url_carries_pkce_state_and_nonce() -> None:
     hosted = HostedUi("https://auth.example.com/", "client1")
     transaction = _transaction()
-    federation = fed.Federation(hosted, _sealer(), frozenset(), ("openid", "email"), lambda: NOW)
+    federation = fed.Federation(hosted, _sealer(), frozenset(), ("openid", "email"))
     url, sealed = federation.start("Google", "https://app.example/callback")
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
     opened = _sealer().open(sealed)
@@ -281,6 +295,50 @@ def test_an_unreachable_domain_is_unavailable() -> None:
 
     with pytest.raises(Unavailable):
         HostedUi("https://auth.example.com", "c", opener=refuse).exchange_code("c", "u", "v")
+
+
+def _stalled() -> tuple[Callable[[urllib.request.Request, float], tuple[int, bytes]], Any]:
+    """An opener that never answers (a slow drip of bytes, a lookup that hangs)."""
+    release = threading.Event()
+
+    def stall(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+        release.wait(30)
+        return 200, b"{}"
+
+    return stall, release
+
+
+def test_a_request_that_never_answers_is_unavailable_after_the_timeout() -> None:
+    stall, release = _stalled()
+    hosted = HostedUi("https://auth.example.com", "c", timeout=0.2, opener=stall)
+    try:
+        with pytest.raises(Unavailable):
+            hosted.exchange_code("c", "u", "v")
+    finally:
+        release.set()
+
+
+def test_a_request_that_outlives_the_callers_deadline_is_deadline_too_short() -> None:
+    stall, release = _stalled()
+    hosted = HostedUi("https://auth.example.com", "c", timeout=30, opener=stall)
+    tokens = _context.enter(time.monotonic() + 0.5, None)
+    try:
+        with pytest.raises(DeadlineTooShort):
+            hosted.exchange_code("c", "u", "v")
+    finally:
+        _context.leave(tokens)
+        release.set()
+
+
+def test_plain_http_is_refused_off_loopback() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        HostedUi("http://auth.example.com", "c")
+    assert HostedUi("http://127.0.0.1:9230", "c").domain == "http://127.0.0.1:9230"
+
+
+def test_an_answer_with_an_empty_access_token_is_internal() -> None:
+    with pytest.raises(Internal):
+        _client(FakeDomain((200, {**TOKENS, "access_token": ""}))).exchange_code("c", "u", "v")
 
 
 def test_an_answer_without_tokens_is_internal() -> None:

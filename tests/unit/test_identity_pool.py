@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterator
 
 import boto3
@@ -10,6 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from identity_server._errors import IdentityError, Internal, TokenInvalid, Unavailable
+from identity_server.cognito.gateway import Challenge, UserProfile
 from identity_server.cognito.identity_pool import IdentityPool, provider_name
 
 POOL = "eu-west-1:0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
@@ -73,17 +75,25 @@ def test_logs_in_with_the_id_token_under_the_user_pools_provider_name(
         ("ExternalServiceException", Unavailable, "UPSTREAM_UNAVAILABLE"),
         ("ResourceNotFoundException", Internal, "INTERNAL"),
         ("InvalidIdentityPoolConfigurationException", Internal, "INTERNAL"),
+        # The pool's quota, not the user's attempts: never ATTEMPT_LIMIT_EXCEEDED.
+        ("LimitExceededException", Internal, "INTERNAL"),
     ],
 )
 def test_cognito_identity_errors_become_domain_errors(
-    stubbed: tuple[IdentityPool, Stubber], code: str, error: type[IdentityError], reason: str
+    stubbed: tuple[IdentityPool, Stubber],
+    code: str,
+    error: type[IdentityError],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     pool, stubber = stubbed
     stubber.add_client_error("get_id", service_error_code=code, service_message="botocore text")
-    with pytest.raises(error) as caught:
+    with caplog.at_level(logging.ERROR, "identity_server.cognito"), pytest.raises(error) as caught:
         pool.credentials("id-token")
     assert caught.value.reason == reason
     assert "botocore" not in caught.value.message
+    if error is Internal:  # the service's own configuration: an operator must see it
+        assert any(code in str(getattr(r, "error", "")) for r in caplog.records)
 
 
 def test_an_answer_without_credentials_is_internal(stubbed: tuple[IdentityPool, Stubber]) -> None:
@@ -95,3 +105,13 @@ def test_an_answer_without_credentials_is_internal(stubbed: tuple[IdentityPool, 
     )
     with pytest.raises(Internal):
         pool.credentials("id-token")
+
+
+def test_gateway_results_keep_personal_data_out_of_repr() -> None:
+    challenge = Challenge(
+        "NEW_PASSWORD_REQUIRED", "session-1", {"userAttributes": '{"email":"ada@example.com"}'}
+    )
+    profile = UserProfile("sub-1", {"email": "ada@example.com"}, ())
+    for value in (challenge, profile):
+        assert "ada@example.com" not in repr(value)
+        assert "session-1" not in repr(value)

@@ -99,13 +99,19 @@ class Sealer:
         self._random = secrets.token_bytes(32)
         self._secret = secret
         self._aad = _AAD + client_id.encode()
-        self._clock = clock
+        self.clock = clock  # stamps a new transaction's expiry and checks it
+        self._derived: tuple[bytes, bytes] = (b"", b"")  # (material, key)
 
     def _key(self) -> bytes:
+        # Derived again only when the secret changes (a rotation), not per call.
         material = self._secret().encode() if self._secret is not None else self._random
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
-            material
-        )
+        known, key = self._derived
+        if material != known or not key:
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+                material
+            )
+            self._derived = (material, key)
+        return key
 
     def seal(self, transaction: Transaction) -> str:
         """The opaque value: base64url(12-byte nonce || ciphertext and tag)."""
@@ -144,7 +150,7 @@ class Sealer:
                 "The sign-in transaction is not valid; start the sign-in again.",
                 reason=TRANSACTION_INVALID,
             ) from None
-        if self._clock() >= transaction.expires_at:
+        if self.clock() >= transaction.expires_at:
             raise FederatedSignInFailed(
                 "The sign-in took too long; start it again.", reason=TRANSACTION_EXPIRED
             )
@@ -210,11 +216,10 @@ class Federation:
     sealer: Sealer
     redirect_uris: frozenset[str]
     scopes: tuple[str, ...]
-    clock: Callable[[], float] = time.time
 
     def start(self, provider: str, redirect_uri: str) -> tuple[str, str]:
         """(the authorize URL, the sealed transaction) of a new sign-in."""
-        transaction = Transaction.new(provider, redirect_uri, self.clock())
+        transaction = Transaction.new(provider, redirect_uri, self.sealer.clock())
         url = self.hosted_ui.authorize_url(
             provider=provider,
             redirect_uri=redirect_uri,

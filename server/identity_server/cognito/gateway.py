@@ -135,7 +135,7 @@ class Challenge:
 
     name: str
     session: str = field(repr=False)
-    parameters: Mapping[str, str]
+    parameters: Mapping[str, str] = field(repr=False)  # may hold the user's attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ class UserProfile:
     """The caller's attributes, from GetUser."""
 
     username: str
-    attributes: Mapping[str, str]
+    attributes: Mapping[str, str] = field(repr=False)  # the e-mail among them
     mfa_methods: tuple[str, ...]
     preferred_mfa: str = ""
 
@@ -399,7 +399,7 @@ class CognitoGateway:
     def from_settings(
         cls, settings: Settings, *, max_connections: int = 32, observe: Observer | None = None
     ) -> CognitoGateway:
-        """The boto3 clients with explicit timeouts and bounded standard retries."""
+        """The boto3 clients with explicit timeouts; the gateway retries, botocore does not."""
         config = Config(
             region_name=settings.region,
             connect_timeout=1,

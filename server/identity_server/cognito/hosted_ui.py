@@ -2,8 +2,9 @@
 
 Cognito federates (Google and other providers) only through the pool
 domain's hosted UI, never through InitiateAuth; this module is the only one
-that talks to that domain. It uses the standard library's HTTP client with a
-timeout within the caller's deadline, sends the app client secret by HTTP
+that talks to that domain. It uses the standard library's HTTP client; a
+whole request (name lookup, connection, answer) is bounded by `TIMEOUT` and by
+the caller's deadline, as the gateway's calls are. It sends the app client secret by HTTP
 Basic when the client has one, never follows redirects, and reads at most
 `MAX_RESPONSE_BYTES` of an answer. Every answer other than success becomes a
 domain error with a reason naming the OAuth error (`invalid_grant`,
@@ -19,8 +20,11 @@ import base64
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -34,13 +38,15 @@ from identity_server._errors import (
     RefreshTokenInvalid,
     Unavailable,
 )
+from identity_server._tls import is_loopback
 from identity_server.cognito.gateway import MIN_TIME_FOR_CALL, ClientSecret
 
 log = logging.getLogger("identity_server.cognito")
 
 TIMEOUT = 4.0
 MAX_RESPONSE_BYTES = 64 * 1024
-PROVIDER_NAMES = {"GOOGLE": "Google"}
+# Requests in flight to the pool domain at once; one past a timeout still holds its thread.
+MAX_REQUESTS = 8
 
 # What each /oauth2/token error means for the caller. `invalid_grant` covers
 # a code that is unknown, used, expired, or that does not match the redirect
@@ -94,11 +100,13 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 Opener = Callable[[urllib.request.Request, float], tuple[int, bytes]]
 
 
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _open(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
     """POST and read the answer: (HTTP status, at most MAX_RESPONSE_BYTES of body)."""
-    opener = urllib.request.build_opener(_NoRedirects)
     try:
-        with opener.open(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return int(response.status), response.read(MAX_RESPONSE_BYTES)
     except urllib.error.HTTPError as error:
         with error:
@@ -117,13 +125,17 @@ class HostedUi:
         timeout: float = TIMEOUT,
         opener: Opener = _open,
     ) -> None:
-        if not domain.startswith(("https://", "http://")):
+        parts = urllib.parse.urlsplit(domain)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and is_loopback(parts.hostname or "")
+        ):
             raise ValueError("the pool domain must be an https (or loopback http) URL")
         self.domain = domain.rstrip("/")
         self.client_id = client_id
         self._secret = secret
         self._timeout = timeout
         self._open = opener
+        self._io = ThreadPoolExecutor(MAX_REQUESTS, thread_name_prefix="hosted-ui")
 
     def authorize_url(
         self,
@@ -168,7 +180,12 @@ class HostedUi:
         if status != 200:
             raise self._token_error(status, answer)
         access, id_token = answer.get("access_token"), answer.get("id_token")
-        if not isinstance(access, str) or not isinstance(id_token, str) or not id_token:
+        if (
+            not isinstance(access, str)
+            or not isinstance(id_token, str)
+            or not access
+            or not id_token
+        ):
             log.error("the token endpoint answered without tokens")
             raise Internal()
         refresh = answer.get("refresh_token", "")
@@ -211,7 +228,11 @@ class HostedUi:
         remaining = _context.time_remaining()
         if remaining is not None and remaining < MIN_TIME_FOR_CALL:
             raise DeadlineTooShort()
-        timeout = self._timeout if remaining is None else min(self._timeout, remaining)
+        # The socket timeout bounds each read, not the request: the wait on the
+        # future bounds the whole of it (a slow drip of bytes, a slow lookup).
+        timeout, caller_bound = self._timeout, False
+        if remaining is not None and remaining - MIN_TIME_FOR_CALL / 2 < timeout:
+            timeout, caller_bound = remaining - MIN_TIME_FOR_CALL / 2, True
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self._secret is not None:
             pair = f"{self.client_id}:{self._secret.value}".encode()
@@ -220,7 +241,10 @@ class HostedUi:
             self.domain + path, data=urlencode(form).encode(), headers=headers, method="POST"
         )
         try:
-            return self._open(request, timeout)
+            return self._io.submit(self._open, request, timeout).result(timeout=timeout)
+        except FutureTimeout:
+            log.warning("hosted UI call outlived its time", extra={"operation": path})
+            raise DeadlineTooShort() if caller_bound else Unavailable() from None
         except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections
             log.warning(
                 "hosted UI unreachable", extra={"operation": path, "error": type(exc).__name__}

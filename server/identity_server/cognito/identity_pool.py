@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +33,28 @@ def _rejected() -> IdentityError:
     return TokenInvalid(reason="ID_TOKEN_REJECTED")
 
 
+def _ours(error: str) -> Callable[[], IdentityError]:
+    """A refusal about the service's own pool or account: INTERNAL, and logged."""
+
+    def internal() -> IdentityError:
+        log.error("the identity pool refused the service's request", extra={"error": error})
+        return Internal()
+
+    return internal
+
+
 # The id token is the only thing of the caller's in these requests: whatever
-# Cognito refuses about a request is about it. A missing or misconfigured pool
-# is ours (INTERNAL, logged by the gateway's plumbing).
+# Cognito refuses about a request is about it. A missing or misconfigured pool,
+# or its quota (cognito-identity's LimitExceededException is the pool's, not a
+# user's attempt limit), is ours: INTERNAL, logged.
 _ERRORS: ErrorTable = {
     "NotAuthorizedException": _rejected,
     "InvalidParameterException": _rejected,
-    "ResourceNotFoundException": Internal,
-    "InvalidIdentityPoolConfigurationException": Internal,
+    "ResourceNotFoundException": _ours("ResourceNotFoundException"),
+    "InvalidIdentityPoolConfigurationException": _ours(
+        "InvalidIdentityPoolConfigurationException"
+    ),
+    "LimitExceededException": _ours("LimitExceededException"),
     "ExternalServiceException": Unavailable,
 }
 
