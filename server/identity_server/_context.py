@@ -1,8 +1,9 @@
 """Per-call context the interceptor sets and the code below it reads.
 
-The synchronous server runs each call on one pool thread, so context variables
-set by the interceptor before the handler runs are seen by everything the
-handler calls (the gateway reads the deadline, handlers read the caller).
+On grpc.aio each call runs as its own task, so context variables set by the
+interceptor before the handler runs are seen by everything the handler calls,
+on the loop and in the work it offloads (the gateway reads the deadline,
+handlers read the caller).
 """
 
 from __future__ import annotations

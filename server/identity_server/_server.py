@@ -15,7 +15,8 @@ streams cannot starve the unary calls. Reflection (v1 and v1alpha) is served
 unless `IDENTITY_REFLECTION` turns it off.
 
 grpc's own health servicer reports NOT_SERVING until the key set is loaded,
-and again from the moment a shutdown starts; `stop` drains in-flight calls
+while the sign-out store is lost past its grace under the `refuse` policy, and
+again from the moment a shutdown starts; `stop` drains in-flight calls
 within the grace period (grpc's own graceful stop).
 """
 
@@ -150,10 +151,10 @@ class IdentityServer:
     def _shared_state(self) -> None:
         """Revocations and attempt limits: in Redis when configured, else in memory."""
         settings = self.settings
-        # An entry outlives every token it could match (lifetime and leeway).
-        horizon = 86400.0 + 60.0
+        # An entry outlives every token it could match (the verifier's lifetime
+        # and leeway), with a minute to spare for clocks.
         options: dict[str, Any] = {
-            "horizon": horizon,
+            "horizon": float(self.verifier.horizon + 60),
             "grace": settings.revocation_grace,
             "on_failure": settings.revocation_on_failure,
         }

@@ -302,9 +302,15 @@ def _limits(env: Mapping[str, str]) -> dict[str, tuple[int, float]]:
         if not item:
             continue
         match = _LIMIT.fullmatch(item)
-        if not match or match.group(1) not in limits or int(match.group(3)) == 0:
+        if (
+            not match
+            or match.group(1) not in limits
+            or int(match.group(2)) == 0  # a limit of 0 would refuse every call
+            or int(match.group(3)) == 0
+        ):
             raise ConfigError(
-                f"IDENTITY_LIMITS: expected name=attempts/seconds with a name among "
+                "IDENTITY_LIMITS: expected name=attempts/seconds (both at least 1) with a name "
+                f"among "
                 f"{', '.join(DEFAULT_LIMITS)}, got {item[:40]!r}"
             )
         limits[match.group(1)] = (int(match.group(2)), float(match.group(3)))

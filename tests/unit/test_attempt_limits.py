@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from identity_server._errors import AttemptLimitExceeded, CodeMismatch, Unavailable
+from identity_server._errors import AttemptLimitExceeded, CodeMismatch, RateLimited, Unavailable
 from identity_server.api.limits import AttemptLimits, MemoryCounter
 from identity_server.cognito.gateway import CognitoGateway
 
@@ -64,6 +64,29 @@ def test_only_failures_count_and_server_side_failures_give_the_slot_back() -> No
                 await attempt(CodeMismatch())
         with pytest.raises(AttemptLimitExceeded):
             await attempt(None)
+
+    asyncio.run(scenario())
+
+
+def test_cognitos_own_lockout_counts_as_a_failed_attempt_and_throttling_does_not() -> None:
+    # The lockout comes only for existing accounts: given back, known e-mails
+    # would be counted less than unknown ones.
+    limited = limits(Clock())
+
+    async def attempt(error: Exception) -> None:
+        async with limited.failures("code", "a@example.com"):
+            raise error
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(RateLimited):
+                await attempt(RateLimited(retry_after=1.0))
+        for _ in range(2):
+            with pytest.raises(AttemptLimitExceeded):
+                await attempt(AttemptLimitExceeded())
+        with pytest.raises(AttemptLimitExceeded) as tripped:  # the service's own, now
+            await attempt(CodeMismatch())
+        assert tripped.value.retry_after is not None
 
     asyncio.run(scenario())
 

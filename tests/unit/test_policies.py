@@ -89,6 +89,11 @@ def test_groups_and_scopes_are_read() -> None:
         access_policy_pb2.AccessPolicy(public=True, authenticated=True),
         access_policy_pb2.AccessPolicy(public=True, any_group=["admins"]),
         access_policy_pb2.AccessPolicy(any_scope=["x"]),
+        # A call with a session carries no token to check groups or scopes against.
+        access_policy_pb2.AccessPolicy(
+            authenticated=True, session_allowed=True, any_group=["admins"]
+        ),
+        access_policy_pb2.AccessPolicy(authenticated=True, session_allowed=True, any_scope=["x"]),
     ],
 )
 def test_an_ambiguous_policy_stops_start_up(policy: access_policy_pb2.AccessPolicy) -> None:

@@ -80,6 +80,7 @@ def test_limits_default_and_override() -> None:
         ({"IDENTITY_REDIS_URL": "http://cache:6379"}, "IDENTITY_REDIS_URL must be"),
         ({"IDENTITY_LIMITS": "guesses=1/1"}, "IDENTITY_LIMITS"),
         ({"IDENTITY_LIMITS": "caller=1/0"}, "IDENTITY_LIMITS"),
+        ({"IDENTITY_LIMITS": "caller=0/60"}, "IDENTITY_LIMITS"),  # would refuse every call
         ({"IDENTITY_TRUSTED_PROXIES": "bff.local"}, "IDENTITY_TRUSTED_PROXIES"),
         ({"IDENTITY_REVOCATION_ON_STORE_FAILURE": "maybe"}, "refuse, accept"),
         ({"IDENTITY_REVOCATION_GRACE_SECONDS": "-1"}, "IDENTITY_REVOCATION_GRACE_SECONDS"),

@@ -137,3 +137,25 @@ def test_policies_name_only_string_fields_of_authenticated_methods() -> None:
             load_policies(service_with(bad))
     with pytest.raises(ValueError, match="public method"):
         load_policies(service_with("tenant", public=True))
+
+
+def test_a_streaming_method_checks_the_tenant_too() -> None:
+    async def verify(token: str, use: TokenUse) -> VerifiedToken:
+        return principal("acme")
+
+    async def handler(request: Any, context: Any) -> Any:
+        yield "answered"
+
+    interceptor = AuthInterceptor(
+        {METHOD: Policy(public=False, tenant_field="tenant")}, verify, access_log=False
+    )
+    inner: Any = grpc.unary_stream_rpc_method_handler(handler)
+
+    async def call(asked: str) -> list[Any]:
+        wrapper = await wrapped(interceptor, METHOD, inner)
+        return [item async for item in wrapper.unary_stream(Request(asked), Bearer())]
+
+    assert asyncio.run(call("acme")) == ["answered"]
+    with pytest.raises(Aborted) as refused:
+        asyncio.run(call("globex"))
+    assert refused.value.code.name == "PERMISSION_DENIED"

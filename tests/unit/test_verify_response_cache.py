@@ -98,6 +98,16 @@ def test_the_answer_cache_is_bounded() -> None:
     assert len(handler._responses) == 3
 
 
+def test_a_renewed_answer_in_a_full_cache_evicts_nothing_else() -> None:
+    verifier = FakeVerifier()
+    handler = servicer(verifier, size=2)
+    for token in ("a", "b"):
+        answer(handler, pb.VerifyTokenRequest(token=token))
+    verifier.answer = principal("renewed")  # a new principal for "b"
+    answer(handler, pb.VerifyTokenRequest(token="b"))
+    assert set(handler._responses) == {"a", "b"}
+
+
 @pytest.mark.parametrize(
     ("groups", "scopes", "field"),
     [

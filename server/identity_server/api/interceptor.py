@@ -137,7 +137,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     # -- per call --------------------------------------------------------
 
     async def _authorize(
-        self, method: str, policy: Policy | None, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        method: str,
+        policy: Policy | None,
+        context: grpc.aio.ServicerContext[Any, Any],
+        request: Any,
     ) -> Caller | None:
         if policy is None:
             if method.startswith(OPEN_SERVICES):
@@ -149,11 +153,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         metadata = context.invocation_metadata()
         if policy.session_allowed and not any(k == "authorization" for k, _ in metadata or ()):
-            return None  # the handler requires a challenge session instead
+            # The handler requires a challenge session instead: a call without a
+            # token, so counted per caller as the public calls are.
+            if self._admit is not None:
+                await self._admit(context)
+            return None
         token = _bearer(metadata)
         principal = await self._verify(token, "access")
         require_any(policy.any_group, principal.groups, "GROUP_REQUIRED")
         require_any(policy.any_scope, principal.scopes, "SCOPE_REQUIRED")
+        if policy.tenant_field:  # every kind of call, unary and streaming alike
+            require_tenant(getattr(request, policy.tenant_field, ""), principal.claims)
         return Caller(principal=principal, access_token=token)
 
     def _wrap(self, method: str, inner: Any) -> Any:
@@ -170,11 +180,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise ServerBusy(retry_after=BUSY_RETRY_SECONDS)
                 self.calls += 1
                 try:
-                    caller = await self._authorize(method, policy, context)
-                    if caller is not None and policy is not None and policy.tenant_field:
-                        require_tenant(
-                            getattr(request, policy.tenant_field), caller.principal.claims
-                        )
+                    caller = await self._authorize(method, policy, context, request)
                     tokens = _context.enter(_deadline(context), caller)
                     try:
                         result = await behaviour(request, context)
@@ -201,7 +207,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 self._enter_stream()
                 try:
                     tokens = _context.enter(
-                        _deadline(context), await self._authorize(method, policy, context)
+                        _deadline(context), await self._authorize(method, policy, context, request)
                     )
                     scope = asyncio.timeout(self._stream_max_age)
                     try:
@@ -231,7 +237,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 self._enter_stream()
                 try:
                     tokens = _context.enter(
-                        _deadline(context), await self._authorize(method, policy, context)
+                        _deadline(context), await self._authorize(method, policy, context, request)
                     )
                     try:
                         async for item in _aged(behaviour(request, context), self._stream_max_age):

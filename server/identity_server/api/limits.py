@@ -44,14 +44,13 @@ log = logging.getLogger("identity_server.limits")
 KEY_PREFIX: Final = "identity:limit:"
 SIGN_IN, CODE, MAIL, CALLER = "sign_in", "code", "mail", "caller"
 # Failures on the server's side give the slot back: they are no one's guess.
+# Cognito's own lockout (ATTEMPT_LIMIT_EXCEEDED) is a failed attempt and counts:
+# it comes only for existing accounts, and a slot given back for it would count
+# known and unknown e-mails differently.
 _NOT_COUNTED = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
+_NOT_COUNTED_REASONS = frozenset({"RATE_LIMITED", "SERVER_BUSY"})
 
 # KEYS[1] the counter; ARGV[1] the limit, ARGV[2] the window in ms.
 # Returns -1 when admitted, else the milliseconds left of the window.
@@ -182,7 +181,7 @@ class AttemptLimits:
         try:
             yield
         except IdentityError as exc:
-            if exc.code in _NOT_COUNTED:
+            if exc.code in _NOT_COUNTED or exc.reason in _NOT_COUNTED_REASONS:
                 await self._counter.give_back(key)
             raise
         except BaseException:

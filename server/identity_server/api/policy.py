@@ -70,6 +70,14 @@ def load_policies(*services: ServiceDescriptor) -> dict[str, Policy]:
                     )
             if declared.session_allowed and not declared.authenticated:
                 raise ValueError(f"{name}: session_allowed requires authenticated")
+            if declared.session_allowed and (
+                declared.any_group or declared.any_scope or declared.tenant_field
+            ):
+                # A call with a session has no token: nothing to check groups,
+                # scopes or a tenant against.
+                raise ValueError(
+                    f"{name}: session_allowed cannot require groups, scopes or a tenant"
+                )
             policies[name] = Policy(
                 public=declared.public,
                 any_group=frozenset(declared.any_group),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
@@ -262,8 +261,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         # whatever ends the verifier's cache entry (exp, a key-set change)
         # ends this one too.
         self._responses: dict[str, tuple[VerifiedToken, pb.VerifyTokenResponse]] = {}
-        self._responses_size = response_cache_size
-        self._responses_lock = threading.Lock()
+        self._responses_size = response_cache_size  # touched on the event loop only
 
     def _new_password(self, value: str, field: str) -> list[FieldViolation]:
         """Present; everything else is the pool policy's one message (below).
@@ -357,7 +355,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         check.ensure(*violations)
         if name == "NEW_PASSWORD_REQUIRED":
             self._enforce_policy(request.new_password, "new_password")
-        async with self._failures(CODE, request.email):
+        # Counted on the name Cognito is sent: a made-up e-mail per try would
+        # otherwise dodge the limit on one user's codes.
+        async with self._failures(CODE, request.username or request.email):
             with _audited("challenge_answered", request.email) as entry:
                 entry["challenge"] = name
                 result = await self._blocking(
@@ -473,10 +473,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> None:
         if self._responses_size == 0:
             return
-        with self._responses_lock:
-            if len(self._responses) >= self._responses_size:
-                self._responses.pop(next(iter(self._responses)))
-            self._responses[token] = (verified, response)
+        if token not in self._responses and len(self._responses) >= self._responses_size:
+            self._responses.pop(next(iter(self._responses)))
+        self._responses[token] = (verified, response)
 
     async def GetCurrentUser(
         self, request: pb.GetCurrentUserRequest, context: Context
@@ -510,8 +509,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             hosted = self._allowed_redirect(request.logout_uri, "logout_uri").hosted_ui
         caller = current_caller()
         with _audited("sign_out", sub=caller.principal.sub):
-            # The revocation is recorded first: whatever Cognito answers, the
-            # tokens stop passing VerifyToken and the interceptor.
+            # A global sign-out records the user's cut-off before Cognito is
+            # called, so whatever it answers the tokens stop passing VerifyToken
+            # and the interceptor; one refresh token's origin is recorded once
+            # it is shown to be the caller's (_revoke_own).
             if request.refresh_token:
                 revoke = hosted.revoke if hosted is not None else self._gateway.revoke_token
                 await self._revoke_own(

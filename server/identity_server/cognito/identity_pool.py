@@ -51,9 +51,7 @@ _ERRORS: ErrorTable = {
     "NotAuthorizedException": _rejected,
     "InvalidParameterException": _rejected,
     "ResourceNotFoundException": _ours("ResourceNotFoundException"),
-    "InvalidIdentityPoolConfigurationException": _ours(
-        "InvalidIdentityPoolConfigurationException"
-    ),
+    "InvalidIdentityPoolConfigurationException": _ours("InvalidIdentityPoolConfigurationException"),
     "LimitExceededException": _ours("LimitExceededException"),
     "ExternalServiceException": Unavailable,
 }

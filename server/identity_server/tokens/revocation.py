@@ -171,7 +171,6 @@ class RedisRevocations(Revocations):
         # Not trusted until the first full read: an empty view is no view, so
         # the policy applies at once (no grace for a state never seen).
         self._lost_at = self._clock() - self._grace - 1.0
-        self._synced = asyncio.Event()
 
     async def _record(self, kind: str, ident: str, at: int) -> None:
         """Write the entry (with its expiry) and publish it; then apply it here too."""
@@ -190,14 +189,6 @@ class RedisRevocations(Revocations):
             ) from None
         self.apply(kind, ident, at)
 
-    async def wait_synced(self, timeout: float) -> bool:
-        """True once the view has been read from the store (for start-up and tests)."""
-        try:
-            await asyncio.wait_for(self._synced.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
     async def _run(self) -> None:
         retry = _RETRY_MIN
         while True:
@@ -206,7 +197,6 @@ class RedisRevocations(Revocations):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any store failure: retry, never crash
-                self._synced.clear()
                 self._set_lost(True)
                 log.debug("revocation store error", extra={"error": type(exc).__name__})
             await asyncio.sleep(retry)
@@ -219,7 +209,6 @@ class RedisRevocations(Revocations):
             await pubsub.subscribe(CHANNEL)
             await self._resync()
             self._set_lost(False)
-            self._synced.set()
             next_prune = self._clock() + _PRUNE_EVERY
             # A link that dies silently (no reset) is found by its missing pongs.
             heard = next_ping = time.monotonic()

@@ -182,6 +182,8 @@ class TokenVerifier:
         self._keys = keys
         self._leeway = leeway
         self._max_lifetime = max_lifetime
+        # How long after its issue a token this verifier accepts can still pass.
+        self.horizon = max_lifetime + leeway
         self._cache_size = cache_size
         self._clock = clock
         self._cache: dict[str, VerifiedToken] = {}
