@@ -586,3 +586,29 @@ def test_the_pool_has_groups_and_a_user_can_be_put_in_admins(
     assert "admins" in verified.principal.groups
     claims = json.loads(base64.urlsafe_b64decode(tokens.access_token.split(".")[1] + "=="))
     assert "admins" in claims["cognito:groups"]
+
+
+def test_revoke_token_ends_the_access_tokens_of_that_refresh_token(
+    cognito: LocalCognito, confirmed_user: User
+) -> None:
+    client = cognito.client("cognito-idp")
+    app = client.describe_user_pool_client(UserPoolId=cognito.pool_id, ClientId=cognito.client_id)[
+        "UserPoolClient"
+    ]
+    signed_in = client.initiate_auth(
+        ClientId=cognito.client_id,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={
+            "USERNAME": confirmed_user.email,
+            "PASSWORD": PASSWORD,
+            "SECRET_HASH": _secret_hash(cognito, confirmed_user.email),
+        },
+    )["AuthenticationResult"]
+    client.get_user(AccessToken=signed_in["AccessToken"])  # valid before
+    client.revoke_token(
+        Token=signed_in["RefreshToken"],
+        ClientId=cognito.client_id,
+        ClientSecret=app["ClientSecret"],
+    )
+    with pytest.raises(client.exceptions.NotAuthorizedException):
+        client.get_user(AccessToken=signed_in["AccessToken"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -74,6 +75,8 @@ def test_make_run_takes_the_services_settings_and_mails_codes_on_stdout() -> Non
         "IDENTITY_LISTEN": f"127.0.0.1:{listen}",
         "IDENTITY_METRICS_LISTEN": f"127.0.0.1:{metrics}",
         "LOCAL_COGNITO_PORT": str(moto),
+        "LOCAL_HOSTED_UI_PORT": str(free_port()),
+        "LOCAL_DEMO_PORT": str(free_port()),
     }
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "identity_server.local"],
@@ -117,3 +120,33 @@ def test_make_run_takes_the_services_settings_and_mails_codes_on_stdout() -> Non
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize("variable", ["LOCAL_COGNITO_PORT", "LOCAL_HOSTED_UI_PORT"])
+def test_make_run_names_the_port_that_is_taken(variable: str) -> None:
+    # moto's server would wait forever for a port it cannot bind: one line instead.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("COGNITO_", "IDENTITY_"))}
+        env = {
+            **clean,
+            "LOCAL_COGNITO_PORT": str(free_port()),
+            "LOCAL_HOSTED_UI_PORT": str(free_port()),
+            "LOCAL_DEMO_PORT": str(free_port()),
+            variable: str(taken),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "identity_server.local"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"identity-server: port {taken} ({variable}) is in use: stop what holds it"
+        f" or set {variable}"
+    ]

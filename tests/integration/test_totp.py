@@ -199,7 +199,7 @@ def test_a_wrong_first_code_does_not_enable_totp(stack: Stack) -> None:
 def test_an_expired_session_is_session_expired(stack: Stack) -> None:
     user = enrol(stack)
     challenge = challenge_of(stack, user)
-    challenges.CLOCK.advance(challenges.SESSION_LIFETIME + 1)
+    stack.cognito.clock.advance(challenges.SESSION_LIFETIME + 1)
 
     error = mfa_failure(stack.stub, user.email, challenge, user.app.code())
 
@@ -259,6 +259,20 @@ def test_disabling_needs_a_current_code(stack: Stack) -> None:
     assert stack.sign_in(user.email).WhichOneof("result") == "tokens"
     profile = stack.stub.GetCurrentUser(pb.GetCurrentUserRequest(), timeout=10, metadata=auth)
     assert (list(profile.mfa_methods), profile.preferred_mfa_method) == ([], "")
+
+
+def test_a_pending_new_secret_takes_the_place_of_the_old_one(stack: Stack) -> None:
+    # Once SetUpTotp has made a new secret, only its codes verify, as in Cognito:
+    # the old authenticator cannot turn TOTP off meanwhile.
+    user = enrol(stack)
+    challenge = challenge_of(stack, user)
+    tokens = answer_mfa(stack.stub, user.email, challenge, user.app.code()).tokens
+    auth = bearer(tokens.access_token)
+    stack.stub.SetUpTotp(pb.SetUpTotpRequest(), timeout=10, metadata=auth)
+
+    error = fails(stack.stub.DisableTotp, pb.DisableTotpRequest(code=user.app.code()), auth)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CODE_MISMATCH")
+    assert stack.sign_in(user.email).WhichOneof("result") == "challenge"  # still on
 
 
 def test_disabling_without_a_bearer_token_is_unauthenticated(stub: Stub) -> None:
@@ -433,7 +447,7 @@ def test_mfa_setup_cannot_be_skipped_with_the_sign_in_session(mfa_stack: Stack) 
 def test_an_expired_mfa_setup_session_is_session_expired(mfa_stack: Stack) -> None:
     email = mfa_stack.sign_up()
     challenge = mfa_stack.sign_in(email).challenge
-    challenges.CLOCK.advance(challenges.SESSION_LIFETIME + 1)
+    mfa_stack.cognito.clock.advance(challenges.SESSION_LIFETIME + 1)
 
     error = fails(
         mfa_stack.stub.SetUpTotp, pb.SetUpTotpRequest(session=challenge.session, email=email)

@@ -15,6 +15,7 @@ try it in a browser (`demo`). `LIMITS` says what still differs.
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import os
 from typing import Any
@@ -24,7 +25,7 @@ import boto3
 from identity_server.local import challenges, definition, layer
 from identity_server.local.clock import Clock
 from identity_server.local.demo import DemoBff
-from identity_server.local.hosted_ui import LocalHostedUi
+from identity_server.local.hosted_ui import LocalHostedUi, revoke_refresh_token
 from identity_server.local.outbox import RESET, SIGN_UP, Mail, Outbox
 from identity_server.local.signing import SigningKey
 from identity_server.local.triggers import Function, Triggers
@@ -42,7 +43,8 @@ __all__ = [
 
 REGION = "us-east-1"
 LIMITS: tuple[str, ...] = (
-    "the hosted UI signs in with Google only, through a local page that plays Google",
+    "the hosted UI signs in with Google only, through a local page that plays Google;"
+    " no single sign-on from its session cookie, and no at_hash in its id tokens",
     "no throttling, no advanced security",
     "codes are mailed to the local outbox (printed here), never e-mailed",
     "triggers other than PreSignUp and PostConfirmation are not run",
@@ -233,10 +235,12 @@ def _patch_moto() -> None:
                 client = pool.clients.get(client_id)
                 if client is None:
                     continue
-                if client.generate_secret and self._get_param("ClientSecret") != client.secret:
+                secret = str(self._get_param("ClientSecret") or "")
+                if client.generate_secret and not hmac.compare_digest(
+                    secret.encode(), str(client.secret).encode()
+                ):
                     raise models.NotAuthorizedError("client secret")
-                if token in pool.refresh_tokens:
-                    pool.refresh_tokens[token] = None
+                revoke_refresh_token(pool, client_id, token)
                 return action_result({})
         raise models.ResourceNotFoundError(client_id)
 

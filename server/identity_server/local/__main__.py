@@ -7,8 +7,10 @@
     python -m identity_server.local totp SECRET          the current TOTP code for a secret
 
 The service takes its own settings from the environment (`IDENTITY_LISTEN`,
-default 127.0.0.1:50051, `IDENTITY_WORKERS`, `IDENTITY_METRICS_LISTEN`, TLS,
-...); the Cognito settings are the local stack's. The local Cognito listens on
+default 127.0.0.1:50051, `IDENTITY_WORKERS`, default 1 here, `IDENTITY_METRICS_LISTEN`,
+...); the Cognito settings are the local stack's. The printed walk-through and
+the demo BFF speak plaintext to the server: TLS settings are taken, but then
+use grpcurl with `-cacert` instead of `-plaintext`. The local Cognito listens on
 127.0.0.1:`LOCAL_COGNITO_PORT` (default 9229), where `add-to-group` finds it;
 its hosted UI (the pool domain, COGNITO_DOMAIN) on `LOCAL_HOSTED_UI_PORT`
 (default 9230), and a demo backend-for-frontend for trying Google sign-in in a
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -28,6 +31,7 @@ from identity_server._logging import mask_email
 from identity_server._run import serve, serve_workers
 from identity_server._settings import ConfigError, load_settings
 from identity_server.local import LIMITS, REGION, LocalCognito, Mail, Outbox, add_to_group
+from identity_server.local.definition import TemplateError
 from identity_server.local.totp import current_code
 
 DEFAULT_PORT = 9229
@@ -46,7 +50,7 @@ Try it with grpcurl (in .venv/bin) and jq, in another shell: see the README's
   $G -d '{{"email":"ada@example.com","password":"Correct-Horse-9"}}' $T $S/SignIn \\
      | jq -r .tokens.access_token > /tmp/access
   $G -d "{{\\"token\\":\\"$(cat /tmp/access)\\"}}" $T $S/VerifyToken
-  python -m identity_server.local add-to-group ada@example.com admins
+  .venv/bin/python -m identity_server.local add-to-group ada@example.com admins
 
 Google sign-in, in a browser (the local hosted UI plays Google; nothing
 leaves this machine): open
@@ -77,6 +81,16 @@ def service_environment(cognito: LocalCognito, environ: Mapping[str, str]) -> di
     }
 
 
+def _free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` can be bound now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def run(environ: Mapping[str, str]) -> int:
     """Start the local Cognito, then the server with the caller's settings."""
     mfa = environ.get("LOCAL_COGNITO_MFA", "").strip().upper() or None  # OFF, OPTIONAL, ON
@@ -84,18 +98,38 @@ def run(environ: Mapping[str, str]) -> int:
         print("identity-server: LOCAL_COGNITO_MFA must be OFF, OPTIONAL or ON", file=sys.stderr)
         return 2
     _logging.configure()
-    port = int(environ.get("LOCAL_COGNITO_PORT", str(DEFAULT_PORT)))
+    ports: dict[str, int] = {}
+    for variable, default in (
+        ("LOCAL_COGNITO_PORT", DEFAULT_PORT),
+        ("LOCAL_HOSTED_UI_PORT", DEFAULT_HOSTED_UI_PORT),
+        ("LOCAL_DEMO_PORT", DEFAULT_DEMO_PORT),
+    ):
+        raw = environ.get(variable, "").strip() or str(default)
+        if not raw.isdigit() or int(raw) > 65535:
+            print(f"identity-server: {variable} must be a port number", file=sys.stderr)
+            return 2
+        ports[variable] = int(raw)
+        # Checked here: moto's server waits forever for a port it cannot bind,
+        # and werkzeug's exits; either way the variable would go unnamed.
+        if ports[variable] and not _free(ports[variable]):
+            print(
+                f"identity-server: port {raw} ({variable}) is in use: stop what holds it"
+                f" or set {variable}",
+                file=sys.stderr,
+            )
+            return 1
     cognito = LocalCognito(
-        port=port,
+        port=ports["LOCAL_COGNITO_PORT"],
         outbox=Outbox(on_mail=_print_mail),
         mfa=mfa,
-        hosted_ui_port=int(environ.get("LOCAL_HOSTED_UI_PORT", str(DEFAULT_HOSTED_UI_PORT))),
-        demo_port=int(environ.get("LOCAL_DEMO_PORT", str(DEFAULT_DEMO_PORT))),
+        hosted_ui_port=ports["LOCAL_HOSTED_UI_PORT"],
+        demo_port=ports["LOCAL_DEMO_PORT"],
     )
     try:
         cognito.start()
-    except OSError as exc:
-        print(f"identity-server: local Cognito on port {port}: {exc}", file=sys.stderr)
+    except (OSError, TemplateError) as exc:
+        print(f"identity-server: the local Cognito did not start: {exc}", file=sys.stderr)
+        cognito.stop()
         return 1
     try:
         try:

@@ -1,7 +1,8 @@
 """Sign-in challenges in the local Cognito, as Cognito runs them where moto does not.
 
-- A challenge's session lasts 3 minutes (`SESSION_LIFETIME`), on a clock that
-  tests move (`CLOCK.advance`); moto's sessions never expire.
+- A challenge's session lasts 3 minutes (`SESSION_LIFETIME`) on its pool's
+  clock, the one codes, lockout and TOTP read (`LocalCognito.clock`, which
+  tests move); moto's sessions never expire.
 - An unknown or expired session is NotAuthorizedException "Invalid session for
   the user, session is expired." (moto: ResourceNotFoundException, which means
   a missing app client), and so is a session answered under another user's name.
@@ -27,6 +28,7 @@ import importlib
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from identity_server.local.layer import layer_for
@@ -38,31 +40,22 @@ NOT_THIS_USER = "Invalid session for the user."
 MFAS_CAN_SETUP = '["SOFTWARE_TOKEN_MFA"]'
 
 
-class Clock:
-    """Monotonic time that a test can move forward."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-
-    def now(self) -> float:
-        """Seconds, on the monotonic clock plus any advance."""
-        return time.monotonic() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward, as if `seconds` had passed."""
-        self._offset += seconds
-
-
-CLOCK = Clock()
+def _clock_of(value: Any) -> Callable[[], float]:
+    """The clock of the pool a session belongs to (moto stores (username, pool))."""
+    try:
+        pool = value[1]
+    except (TypeError, IndexError):
+        return time.time
+    return layer_for(pool).clock.now if hasattr(pool, "id") else time.time
 
 
 class ExpiringSessions(dict[str, Any]):
     """moto's session table (session -> (username, pool)), whose entries lapse."""
 
-    def __init__(self, clock: Clock, existing: dict[str, Any] | None = None) -> None:
+    def __init__(self, existing: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self._clock = clock
-        self._born: dict[str, float] = {}
+        # When each session was made, and the clock it is judged by.
+        self._born: dict[str, tuple[Callable[[], float], float]] = {}
         self._verified: set[str] = set()
         self._lock = threading.Lock()
         for key, value in (existing or {}).items():
@@ -71,13 +64,15 @@ class ExpiringSessions(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         with self._lock:
             super().__setitem__(key, value)
-            self._born[key] = self._clock.now()
+            clock = _clock_of(value)
+            self._born[key] = (clock, clock())
 
     def _live(self, key: object) -> bool:
         with self._lock:
             if not isinstance(key, str) or not super().__contains__(key):
                 return False
-            if self._clock.now() - self._born.get(key, 0.0) <= SESSION_LIFETIME:
+            clock, born = self._born.get(key, (time.time, 0.0))
+            if clock() - born <= SESSION_LIFETIME:
                 return True
             super().pop(key, None)
             self._born.pop(key, None)
@@ -98,6 +93,13 @@ class ExpiringSessions(dict[str, Any]):
             self._born.pop(key, None)
             self._verified.discard(key)
 
+    def pop(self, key: str, *default: Any) -> Any:
+        """Remove a session with its bookkeeping (moto and the layer pop them)."""
+        with self._lock:
+            self._born.pop(key, None)
+            self._verified.discard(key)
+            return super().pop(key, *default)
+
     def mark_verified(self, key: str) -> None:
         """This session came from VerifySoftwareToken: it may finish MFA_SETUP."""
         with self._lock:
@@ -112,7 +114,7 @@ class ExpiringSessions(dict[str, Any]):
 def _sessions(backend: Any) -> ExpiringSessions:
     """The backend's session table, made expiring on first use."""
     if not isinstance(backend.sessions, ExpiringSessions):
-        backend.sessions = ExpiringSessions(CLOCK, dict(backend.sessions))
+        backend.sessions = ExpiringSessions(dict(backend.sessions))
     sessions: ExpiringSessions = backend.sessions
     return sessions
 
@@ -245,5 +247,10 @@ def _verifies_active_secret(backend: Any, access_token: str, code: str) -> bool:
             _, username = pool.access_tokens[access_token]
             user = pool._get_user(username)
             totp = layer_for(pool).totp
-            return user is not None and totp.has_secret(user.id) and totp.verify(user.id, code)
+            return (
+                user is not None
+                and not totp.has_pending(user.id)  # a new secret waits: only its codes count
+                and totp.has_secret(user.id)
+                and totp.verify(user.id, code)
+            )
     return False

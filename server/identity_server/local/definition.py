@@ -56,7 +56,6 @@ _DYNAMIC = re.compile(r"\{\{resolve:[^}]*\}\}")
 LIMITS = (
     "the identity pool accepts any login token, gives a new identity on every GetId "
     "and the same fixed credentials to every identity",
-    "the Google identity provider is stored, not called: the local hosted UI plays Google",
 )
 
 
@@ -230,7 +229,6 @@ class Definition:
     identity_pool_id: str = ""
     domain: str = ""
     groups: tuple[str, ...] = ()
-    identity_providers: tuple[str, ...] = ()
     triggers: dict[str, Trigger] = field(default_factory=dict)
     # The template parameters' local values it was made with (LOCAL_PARAMETERS and overrides).
     parameters: dict[str, str] = field(default_factory=dict)
@@ -315,7 +313,6 @@ def build(
     for logical_id, properties in _resources(template, "AWS::Cognito::UserPoolIdentityProvider"):
         provider = cognito.create_identity_provider(**resolve(properties))["IdentityProvider"]
         resolve.made(logical_id, provider["ProviderName"])
-        made.identity_providers += (provider["ProviderName"],)
 
     client_logical_id, client_properties = _one(template, "AWS::Cognito::UserPoolClient")
     app = cognito.create_user_pool_client(**user_pool_client_kwargs(client_properties, resolve))

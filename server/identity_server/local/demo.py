@@ -21,13 +21,12 @@ from typing import Any
 import grpc
 from flask import Flask, request
 from google.rpc import error_details_pb2, status_pb2
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from identity.v1 import identity_service_pb2 as pb
 from identity.v1 import identity_service_pb2_grpc as pb_grpc
-from identity_server.local.hosted_ui import QuietHandler
+from identity_server.local.web import LoopbackServer
 
 TRANSACTION_COOKIE = "federated_tx"
 SESSION_COOKIE = "sid"
@@ -68,30 +67,20 @@ class DemoBff:
         self.app.add_url_rule("/callback", view_func=self.callback)
         self.app.add_url_rule("/sign-out", view_func=self.sign_out, methods=["POST"])
         self.app.add_url_rule("/signed-out", view_func=self.signed_out)
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=QuietHandler
-        )
-        self.port = self._server.server_port
+        self._web = LoopbackServer(self.app, port, "local-demo-bff")
+        self.port = self._web.port
         self.url = f"http://localhost:{self.port}"
         self.callback_url = f"{self.url}/callback"
         self.signed_out_url = f"{self.url}/signed-out"
-        self._thread: threading.Thread | None = None
 
     def start(self) -> DemoBff:
         """Serve in a thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="local-demo-bff", daemon=True
-        )
-        self._thread.start()
+        self._web.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._web.stop()
 
     def _call(self, method: str, message: Any, access_token: str = "") -> Any:
         metadata = (("authorization", f"Bearer {access_token}"),) if access_token else None

@@ -14,8 +14,8 @@ werkzeug on 127.0.0.1, with the endpoints the service and a browser use:
 - `POST /oauth2/token`: client authentication (HTTP Basic or form), the
   authorization-code grant with PKCE S256 (codes single-use, 5 minutes, bound
   to the client, redirect URI and challenge) and the refresh-token grant;
-  Cognito's answers `invalid_client`, `invalid_grant`, `invalid_request`,
-  `unsupported_grant_type`.
+  Cognito's answers `invalid_client`, `invalid_grant`,
+  `unsupported_grant_type` (and `invalid_request` from /oauth2/revoke).
 - `POST /oauth2/revoke`, `GET /oauth2/userInfo`, `GET /logout`,
   `GET /.well-known/openid-configuration`.
 
@@ -41,13 +41,12 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
@@ -55,6 +54,7 @@ from identity_server.local import layer as local_layer
 from identity_server.local.layer import PoolLayer
 from identity_server.local.triggers import TriggerFailed
 from identity_server.local.triggers import event as trigger_event
+from identity_server.local.web import LoopbackServer
 
 PROVIDER = "Google"
 CODE_LIFETIME = 300
@@ -62,13 +62,6 @@ PENDING_LIFETIME = 900
 TOKEN_LIFETIME = 3600
 EXTERNAL_PROVIDER = "EXTERNAL_PROVIDER"
 _MAX_FIELD = 2048
-
-
-class QuietHandler(WSGIRequestHandler):
-    """No access log: its URLs carry codes, states and nonces, which are never logged."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
 
 
 def google_id(email: str) -> str:
@@ -287,41 +280,25 @@ def _to_callback(redirect_uri: str, **params: str) -> Response:
 class LocalHostedUi:
     """The pool domain of one local user pool, on 127.0.0.1."""
 
-    def __init__(
-        self,
-        pool_layer: PoolLayer,
-        *,
-        port: int = 0,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    def __init__(self, pool_layer: PoolLayer, *, port: int = 0) -> None:
         self.layer = pool_layer
         self.pool_id = ""
-        self._clock = clock or pool_layer.clock.now
+        self._clock = pool_layer.clock.now  # code lifetimes; token times are wall time
         self.app = self._build()
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=QuietHandler
-        )
-        self.port = self._server.server_port
+        self._web = LoopbackServer(self.app, port, "local-hosted-ui")
+        self.port = self._web.port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread: threading.Thread | None = None
 
     def start(self, pool_id: str) -> LocalHostedUi:
         """Serve the pool's domain (the port was bound when made)."""
         install()
         self.pool_id = pool_id
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="local-hosted-ui", daemon=True
-        )
-        self._thread.start()
+        self._web.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._web.stop()
 
     @property
     def issuer(self) -> str:
@@ -466,13 +443,7 @@ class LocalHostedUi:
         entry = pool.refresh_tokens.get(token)
         if entry is not None and entry[0] != client.id:
             return _oauth_error("unauthorized_client")
-        if token in pool.refresh_tokens:
-            username = entry[1] if entry else ""
-            origin = entry[2] if entry else ""
-            pool.refresh_tokens[token] = None
-            for access, (client_id, name) in list(pool.access_tokens.items()):
-                if client_id == client.id and name == username and _origin(access) == origin:
-                    del pool.access_tokens[access]
+        revoke_refresh_token(pool, client.id, token)
         return Response("", status=200)
 
     def user_info(self) -> Response:
@@ -729,6 +700,20 @@ class _Refused(Exception):
     def __init__(self, description: str) -> None:
         self.description = description
         super().__init__(description)
+
+
+def revoke_refresh_token(pool: Any, client_id: str, token: str) -> None:
+    """As Cognito revokes: the refresh token, and the access tokens issued from it."""
+    entry = pool.refresh_tokens.get(token)
+    if token not in pool.refresh_tokens:
+        return
+    pool.refresh_tokens[token] = None
+    if entry is None:
+        return
+    origin = entry[2]  # unique to one sign-in: it names the session, whatever the user's name
+    for access, (owner, _) in list(pool.access_tokens.items()):
+        if owner == client_id and _origin(access) == origin:
+            del pool.access_tokens[access]
 
 
 def _origin(token: str) -> str:

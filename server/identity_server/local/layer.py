@@ -55,6 +55,18 @@ ASSUMPTIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
         "attributes",
     ),
     ("models", "CognitoIdpBackend", "confirm_sign_up"): ("self", "client_id", "username"),
+    ("models", "CognitoIdpBackend", "confirm_forgot_password"): (
+        "self",
+        "client_id",
+        "username",
+        "password",
+        "confirmation_code",
+    ),
+    # Patched in local/__init__.py (refresh under the Cognito username) and
+    # local/hosted_ui.py (federated users), checked here with the rest.
+    ("models", "CognitoIdpUserPool", "create_refresh_token"): ("self", "client_id", "username"),
+    ("models", "CognitoIdpUserPool", "sign_out"): ("self", "username"),
+    ("models", "CognitoIdpBackend", "get_user"): ("self", "access_token"),
     ("models", "CognitoIdpBackend", "forgot_password"): ("self", "client_id", "username"),
     ("models", "CognitoIdpBackend", "initiate_auth"): (
         "self",

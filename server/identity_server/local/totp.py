@@ -54,6 +54,11 @@ class Totp:
             secret = self._active.get(user)
             return secret is not None and self._accept(user, secret, code)
 
+    def has_pending(self, user: str) -> bool:
+        """Whether a new secret waits for its first code (AssociateSoftwareToken ran)."""
+        with self._lock:
+            return user in self._pending
+
     def has_secret(self, user: str) -> bool:
         """Whether the user has a verified secret."""
         with self._lock:
