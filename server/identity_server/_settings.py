@@ -99,7 +99,6 @@ def parse_host_port(value: str, variable: str) -> tuple[str, int]:
     return host, port
 
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")
 
 
@@ -113,7 +112,7 @@ def _web_url(value: str, variable: str, *, base: bool) -> str:
     host = parts.hostname or ""
     if len(value) > 1024 or not host or parts.username or parts.password or " " in value:
         raise ConfigError(f"{variable} has a malformed URL")
-    if parts.scheme != "https" and not (parts.scheme == "http" and host in _LOOPBACK_HOSTS):
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
         raise ConfigError(f"{variable} must use https (http only on a loopback host)")
     if parts.fragment or (base and (parts.path.strip("/") or parts.query)):
         raise ConfigError(f"{variable} must be a base URL without path, query or fragment")

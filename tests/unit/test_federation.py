@@ -402,6 +402,22 @@ def test_domain_redirect_uris_and_scopes() -> None:
     assert settings.federation_scopes == ("openid", "email")
 
 
+def test_plain_http_counts_as_loopback_exactly_as_the_listener_and_key_set_url_do() -> None:
+    # One rule for the whole service (_tls.is_loopback): all of 127.0.0.0/8 and ::1.
+    settings = load_settings(
+        {
+            **BASE,
+            "COGNITO_DOMAIN": "http://127.0.0.2:9230",
+            "IDENTITY_REDIRECT_URIS": "http://[::1]:3000/cb",
+        }
+    )
+    assert settings.cognito_domain == "http://127.0.0.2:9230"
+    with pytest.raises(ConfigError, match="COGNITO_DOMAIN must use https"):
+        load_settings(
+            {**BASE, "COGNITO_DOMAIN": "http://10.0.0.2", "IDENTITY_REDIRECT_URIS": "https://a/cb"}
+        )
+
+
 @pytest.mark.parametrize(
     ("env", "mentions"),
     [

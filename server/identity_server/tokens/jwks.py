@@ -21,7 +21,6 @@ fetch errors the last good set stays in use.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import IO, Final
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey, RSAPublicNumbers
 
+from identity_server._tls import is_loopback
 from identity_server.tokens.jws import b64url_decode, loads_strict
 
 MAX_JWKS_BYTES: Final = 1 << 20
@@ -63,16 +63,6 @@ class JwksError(ValueError):
     """A key-set document that cannot be used; the whole fetch fails."""
 
 
-def _is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_jwks_url(url: str) -> str:
     """Return `url` when it may serve keys: https, or plain http on loopback."""
     try:
@@ -85,7 +75,7 @@ def validate_jwks_url(url: str) -> str:
         raise ValueError("the JWKS URL must not carry credentials")
     if not host:
         raise ValueError("the JWKS URL has no host")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
         return url
     raise ValueError("the JWKS URL must use https (plain http only for a loopback host)")
 
@@ -108,7 +98,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 def fetch_url(url: str, timeout: float) -> bytes:
     """GET `url` with no redirects and a body cap; the default fetcher."""
     handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
-    if _is_loopback(urllib.parse.urlsplit(url).hostname or ""):
+    if is_loopback(urllib.parse.urlsplit(url).hostname or ""):
         handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked by validate_jwks_url
