@@ -309,29 +309,46 @@ class Bench:
             if not math.isnan(busy):
                 # Half of (b)'s calls is not half of the machine: see bench/README.md.
                 rows["b/2"].notes.append(f"server + h2load kept {busy:.0%} of the cores busy")
-        print("in-process verifier ...", file=sys.stderr)
+        # After the servers have stopped: nothing else on the machine while one
+        # thread is timed.
         self._verifiers(rows)
         return self._table(rows), all(r.load is None or r.load.errors == 0 for r in rows.values())
 
     def _verifiers(self, rows: dict[str, Row]) -> None:
+        """The verifier alone and aws-jwt-verify, alternating for `rounds` rounds.
+
+        Each round times both on the same tokens back to back, so the ratio of
+        a round saw one machine state; the rows show the medians and the ratio
+        is the median of the per-round ratios, as for the load rows.
+        """
         seconds = self.plan.verifier_seconds
-        local = _inprocess.python_verifier(self.jwks.url, self.tokens, self.repeated, seconds)
-        rows["vd"].rate, rows["vr"].rate = local.distinct, local.repeated
+        node_skipped = versions = ""
+        for round_no in range(self.plan.rounds):
+            print(f"in-process verifier {round_no + 1}/{self.plan.rounds} ...", file=sys.stderr)
+            local = _inprocess.python_verifier(self.jwks.url, self.tokens, self.repeated, seconds)
+            rows["vd"].add_rate(local.distinct)
+            rows["vr"].add_rate(local.repeated)
+            if node_skipped:
+                continue
+            print(f"aws-jwt-verify {round_no + 1}/{self.plan.rounds} ...", file=sys.stderr)
+            node = _inprocess.node_verifier(
+                self.key.jwks(), self.tokens, self.repeated, seconds, self.work
+            )
+            if node.rates is None:
+                node_skipped = node.skipped
+                continue
+            rows["nd"].add_rate(node.rates.distinct)
+            rows["nr"].add_rate(node.rates.repeated)
+            versions = node.versions
         for key in ("vd", "vr"):
             rows[key].notes.append("1 thread: calls/s per core")
-        print("aws-jwt-verify ...", file=sys.stderr)
-        node = _inprocess.node_verifier(
-            self.key.jwks(), self.tokens, self.repeated, seconds, self.work
-        )
-        for key, rate in (
-            ("nd", None if node.rates is None else node.rates.distinct),
-            ("nr", None if node.rates is None else node.rates.repeated),
-        ):
-            if rate is None:
-                rows[key].skipped = node.skipped
+        for key in ("nd", "nr"):
+            if node_skipped:
+                rows[key].skipped = node_skipped
+                rows[key].rates.clear()
+                rows[key].rate = None
             else:
-                rows[key].rate = rate
-                rows[key].notes.append(f"1 thread; {node.versions}")
+                rows[key].notes.append(f"1 thread; {versions}")
 
     def _table(self, rows: dict[str, Row]) -> str:
         plan = self.plan

@@ -29,6 +29,8 @@ class Row:
     rate: float | None = None
     skipped: str = ""
     notes: list[str] = field(default_factory=list)
+    # A rate row's per-round rates (rate is their median).
+    rates: list[float] = field(default_factory=list)
 
     @property
     def calls_per_s(self) -> float:
@@ -36,6 +38,15 @@ class Row:
         if self.load is not None:
             return self.load.calls_per_s
         return math.nan if self.rate is None else self.rate
+
+    def add_rate(self, rate: float) -> None:
+        """One more round of a rate row; the row shows the median of its rounds."""
+        self.rates.append(rate)
+        self.rate = statistics.median(self.rates)
+
+    def round_rates(self) -> list[float]:
+        """Calls per second in each round (a load's rounds, or a rate row's)."""
+        return self.load.rounds if self.load is not None else self.rates
 
     def render(self) -> str:
         """The formatted line."""
@@ -61,6 +72,8 @@ class Row:
                 f"{load.latency_ms(0.99):>9.2f}{load.latency_ms(0.999):>10.2f}"
             )
         else:
+            if len(self.rates) > 1:
+                notes.insert(0, f"median of rounds {min(self.rates):,.0f}-{max(self.rates):,.0f}/s")
             cells = f"{self.calls_per_s:>10,.0f}{'-':>9}{'-':>9}{'-':>10}"
         return f"{name:<64}{cells}  {'; '.join(notes)}".rstrip()
 
@@ -90,10 +103,10 @@ class Ratio:
 
     def per_round(self) -> list[float]:
         """numerator / denominator in each round, when both rows ran the same rounds."""
-        num, den = self.numerator.load, self.denominator.load
-        if num is None or den is None or len(num.rounds) < 2 or len(num.rounds) != len(den.rounds):
+        num, den = self.numerator.round_rates(), self.denominator.round_rates()
+        if len(num) < 2 or len(num) != len(den):
             return []
-        return [n / d for n, d in zip(num.rounds, den.rounds, strict=True) if d]
+        return [n / d for n, d in zip(num, den, strict=True) if d]
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,19 @@ def test_a_ratio_without_rounds_is_the_pooled_one() -> None:
     assert ratio.value == 0.75
 
 
+def test_rate_rows_with_rounds_show_their_median_and_pair_their_rounds() -> None:
+    local, node = Row("(vd)", "vd"), Row("(nd)", "nd")
+    for mine, theirs in ((36.0, 30.0), (30.0, 20.0), (33.0, 30.0)):  # node slowed in round 2
+        local.add_rate(mine)
+        node.add_rate(theirs)
+    assert local.calls_per_s == 33.0
+    assert node.calls_per_s == 30.0
+    ratio = Ratio("x", local, node)
+    assert ratio.per_round() == [1.2, 1.5, 1.1]
+    assert ratio.value == 1.2  # not 33 / 30 = 1.1 of the medians
+    assert "median of rounds 30-36/s" in local.render()
+
+
 def test_the_machine_ceiling_counts_server_and_generator_cpu() -> None:
     shared = LoadResult(
         calls=1000, seconds=1.0, server_cpu=0.3, server_calls=1000, generator_cpu=0.1

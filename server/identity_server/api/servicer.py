@@ -210,8 +210,8 @@ def _verify_response(verified: VerifiedToken) -> pb.VerifyTokenResponse:
         kind = type(value)
         if kind is str:
             fields[name].string_value = cast(str, value)
-        elif kind is int or kind is float:
-            fields[name].number_value = cast(float, value)
+        elif kind is int or kind is float:  # float(): upb sets a float faster than an int
+            fields[name].number_value = float(cast(float, value))
         elif kind is bool:
             fields[name].bool_value = cast(bool, value)
         elif kind is list:  # cognito:groups and the like: strings set here, the rest converted
