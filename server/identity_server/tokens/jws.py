@@ -76,6 +76,7 @@ _b64decode: Final = pybase64.b64decode
 _orjson_loads: Final = orjson.loads
 _orjson_dumps: Final = orjson.dumps
 _OrjsonError: Final = orjson.JSONDecodeError
+_OrjsonWriteError: Final = orjson.JSONEncodeError
 
 
 def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -234,7 +235,8 @@ def _fast_object(data: bytes) -> dict[str, object] | None:
     escapes them; moto does not): a serialized dict names each member once at
     every depth, and a float is never written as the integer literal it was
     misread from. Anything else (None: whitespace, other escapes, numbers
-    written otherwise, a text orjson refuses) goes to the strict decoder.
+    written otherwise, a text orjson refuses to read, or to write back, as it
+    does beyond 255 levels of nesting) goes to the strict decoder.
     """
     try:
         value = _orjson_loads(data)
@@ -242,7 +244,10 @@ def _fast_object(data: bytes) -> dict[str, object] | None:
         return None
     if type(value) is not dict:
         return None
-    canonical = _orjson_dumps(value)
+    try:
+        canonical = _orjson_dumps(value)
+    except _OrjsonWriteError:
+        return None
     if canonical == data or canonical.replace(b"/", b"\\/") == data:
         return value
     return None
