@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -299,10 +300,13 @@ def test_unreachable_cognito_is_unavailable() -> None:
 
 
 def test_no_retry_is_started_when_the_callers_deadline_is_nearly_up(
-    cognito: tuple[Any, Stubber],
+    cognito: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, stubber = cognito
     stubber.add_client_error("initiate_auth", service_error_code="TooManyRequestsException")
+    # The back-off is drawn at random from [0, 0.1 s): fixed at its mean here, since
+    # a draw under 10 ms would leave time for the retry (the stub has none to give).
+    monkeypatch.setattr(random, "uniform", lambda low, high: (low + high) / 2)
     tokens = _context.enter(time.monotonic() + 0.06, None)
     try:
         with pytest.raises(_errors.DeadlineTooShort):
