@@ -375,17 +375,24 @@ def test_one_connection_carries_at_most_its_share_of_streams(
         server.stop(grace=1)
 
 
+def health_watch(
+    channel: grpc.Channel,
+) -> grpc.UnaryStreamMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+    """grpc's health Watch on a blocking channel: a stream the server holds open."""
+    return channel.unary_stream(
+        WATCH,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+
+
 def test_a_stream_over_the_cap_is_refused_server_busy_with_retry_info(
     local_cognito: LocalCognito,
 ) -> None:
     server = started(local_cognito, max_streams=1)
     try:
         with grpc.insecure_channel(server.target) as channel:
-            watch = channel.unary_stream(
-                WATCH,
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
+            watch = health_watch(channel)
             held = watch(health_pb2.HealthCheckRequest(), timeout=30)
             assert next(held).status == health_pb2.HealthCheckResponse.SERVING
             with pytest.raises(grpc.RpcError) as caught:
@@ -404,11 +411,7 @@ def test_watch_and_reflection_streams_are_closed_at_their_age_limit(
     server = started(local_cognito, stream_max_age=0.5)
     try:
         with grpc.insecure_channel(server.target) as channel:
-            watch = channel.unary_stream(
-                WATCH,
-                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=health_pb2.HealthCheckResponse.FromString,
-            )
+            watch = health_watch(channel)
             began = time.monotonic()
             answers = list(watch(health_pb2.HealthCheckRequest(), timeout=20))
             assert [a.status for a in answers] == [health_pb2.HealthCheckResponse.SERVING]

@@ -246,14 +246,21 @@ def test_refresh_hashes_the_cognito_username_not_the_email(cognito: tuple[Any, S
     assert tokens.refresh_token == ""
 
 
-def test_secret_hash_mismatch_rereads_the_rotated_secret_and_retries(
-    cognito: tuple[Any, Stubber],
-) -> None:
-    client, stubber = cognito
+def rotated_secret() -> ClientSecret:
+    """A secret read as "old-secret" at start-up, "new-secret" on the next read,
+    which the re-read interval (60 s, and 61 s have passed) allows at once."""
     values = iter(["old-secret", "new-secret"])
     now = [0.0]
     secret = ClientSecret(lambda: next(values), min_interval=60, clock=lambda: now[0])
     now[0] = 61.0
+    return secret
+
+
+def test_secret_hash_mismatch_rereads_the_rotated_secret_and_retries(
+    cognito: tuple[Any, Stubber],
+) -> None:
+    client, stubber = cognito
+    secret = rotated_secret()
     stubber.add_client_error(
         "forgot_password",
         service_error_code="NotAuthorizedException",
@@ -403,10 +410,7 @@ def test_a_refused_hash_over_the_username_sent_still_rereads_the_secret(
 ) -> None:
     """The trusted case keeps its rotation handling (the name sent is the name hashed)."""
     client, stubber = cognito
-    values = iter(["old-secret", "new-secret"])
-    now = [0.0]
-    secret = ClientSecret(lambda: next(values), min_interval=60, clock=lambda: now[0])
-    now[0] = 61.0
+    secret = rotated_secret()
     stubber.add_client_error(
         "sign_up",
         service_error_code="NotAuthorizedException",
